@@ -1,0 +1,279 @@
+"""The runs table: one row per evaluation (a run at one checkpoint), read, validated and written.
+
+Columns (DESIGN.md, "The runs table"): `run_id` and `tokens` required; `budget` (default: the run's
+largest `tokens`), `params`, `lr`, `w.<domain>` (normalised to sum 1 on read), `loss.<domain>`,
+`loss` (default: mean of the `loss.<domain>` columns, or weighted by an eval mixture), and the
+optional `seed`, `stage`, `status`. Rows whose `status` is `failed` or `diverged` are dropped with
+a warning that names them, so a diverged run never enters a fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from autoscale_ray.atomic import atomic_path
+from autoscale_ray.errors import BadInput
+
+log = logging.getLogger("autoscale_ray")
+
+WEIGHT_PREFIX = "w."
+LOSS_PREFIX = "loss."
+REQUIRED = ("run_id", "tokens")
+FAILED_STATUSES = frozenset({"failed", "diverged", "error"})
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class RunsTable:
+    """A validated runs table. `frame` keeps the file's row order; weights sum to 1 per row."""
+
+    frame: pd.DataFrame
+    source: str
+    domains: tuple[str, ...]
+    loss_domains: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return list(dict.fromkeys(self.frame["run_id"]))
+
+    def weights(self, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Mixture weights, rows x domains (each row sums to 1)."""
+        f = self.frame if frame is None else frame
+        return f[[WEIGHT_PREFIX + d for d in self.domains]].to_numpy(dtype=float)
+
+    def quantities(self, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Per-domain token quantities N_i = w_i x budget, rows x domains."""
+        f = self.frame if frame is None else frame
+        return self.weights(f) * f["budget"].to_numpy(dtype=float)[:, None]
+
+    def final(self) -> pd.DataFrame:
+        """Each run's last evaluation (its largest `tokens`), in order of first appearance."""
+        idx = self.frame.groupby("run_id", sort=False)["tokens"].idxmax()
+        return self.frame.loc[idx.to_numpy()].reset_index(drop=True)
+
+    def objective(self, metric: str = "mean-loss", frame: pd.DataFrame | None = None) -> np.ndarray:
+        """The value to minimise: `mean-loss` (the `loss` column), `mean-ppl` (mean of per-domain
+        perplexities exp(loss.<d>), AutoScale's objective), or the name of any numeric column."""
+        f = self.frame if frame is None else frame
+        if metric == "mean-loss":
+            col = "loss"
+            if col not in f.columns:
+                raise BadInput("no `loss` or `loss.<domain>` columns", self.source,
+                               "add per-domain validation losses or a `loss` column")
+            return f[col].to_numpy(dtype=float)
+        if metric == "mean-ppl":
+            if not self.loss_domains:
+                raise BadInput("metric mean-ppl needs `loss.<domain>` columns", self.source,
+                               "add per-domain validation losses or choose --metric mean-loss")
+            cols = [LOSS_PREFIX + d for d in self.loss_domains]
+            return np.exp(f[cols].to_numpy(dtype=float)).mean(axis=1)
+        if metric not in f.columns:
+            raise BadInput(f"metric column `{metric}` not found", self.source,
+                           f"use mean-loss, mean-ppl or one of: {', '.join(map(str, f.columns))}")
+        values = pd.to_numeric(f[metric], errors="coerce").to_numpy(dtype=float)
+        _check_finite(values, metric, self.source, f.index)
+        return values
+
+
+def _where(source: str, row: int, column: str) -> str:
+    return f"{source}, row {row + 1}, column `{column}`"
+
+
+def _check_finite(values: np.ndarray, column: str, source: str, index: Iterable[int]) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.asarray(list(index))[np.argmax(bad)])
+        raise BadInput(f"value is {values[np.argmax(bad)]} (NaN, inf or not a number)",
+                       _where(source, row, column), "give a finite number or remove the row")
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise BadInput("file not found", str(path), "check the path")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise BadInput(f"unknown runs-table format `{path.suffix}`", str(path),
+                       "use a .csv or .parquet file")
+    try:
+        if fmt == "csv":
+            table = pacsv.read_csv(
+                path, convert_options=pacsv.ConvertOptions(
+                    column_types={"run_id": pa.string(), "status": pa.string(),
+                                  "stage": pa.string()}))
+        else:
+            table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"cannot parse {fmt}: {first}", str(path),
+                       f"write a valid {fmt} runs table") from None
+    return table.to_pandas()
+
+
+def _numeric(frame: pd.DataFrame, column: str, source: str) -> None:
+    converted = pd.to_numeric(frame[column], errors="coerce")
+    bad = converted.isna() & frame[column].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BadInput(f"`{frame[column].iloc[row]}` is not a number",
+                       _where(source, row, column), "give a number")
+    frame[column] = converted.astype(float)
+
+
+def validate(frame: pd.DataFrame, source: str = "<runs>", *,
+             require: Sequence[str] = (), average_duplicates: bool = False,
+             eval_weights: Mapping[str, float] | None = None) -> RunsTable:
+    """Validate a runs table held in memory. `require` names extra columns the caller needs:
+    `params`, `lr`, `weights` (the `w.<domain>` group) or `loss` (an objective)."""
+    frame = frame.reset_index(drop=True).copy()
+    for col in REQUIRED:
+        if col not in frame.columns:
+            raise BadInput(f"missing required column `{col}`", source,
+                           f"add a `{col}` column (columns found: {', '.join(map(str, frame.columns))})")
+    if frame.empty:
+        raise BadInput("the table has no rows", source, "give at least one evaluation")
+    if frame["run_id"].isna().any():
+        row = int(np.flatnonzero(frame["run_id"].isna().to_numpy())[0])
+        raise BadInput("empty run_id", _where(source, row, "run_id"), "give every row a run_id")
+    frame["run_id"] = frame["run_id"].astype(str)
+
+    domains = tuple(c[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX))
+    loss_domains = tuple(c[len(LOSS_PREFIX):] for c in frame.columns if str(c).startswith(LOSS_PREFIX))
+    numeric = ["tokens", *[c for c in ("budget", "params", "lr", "loss", "seed") if c in frame.columns],
+               *[WEIGHT_PREFIX + d for d in domains], *[LOSS_PREFIX + d for d in loss_domains]]
+    for col in numeric:
+        _numeric(frame, col, source)
+
+    if "status" in frame.columns:
+        failed = frame["status"].astype(str).str.lower().isin(FAILED_STATUSES)
+        if failed.any():
+            names = sorted(set(frame.loc[failed, "run_id"]))
+            log.warning("%s: leaving out %d failed/diverged run(s) from every fit: %s",
+                        source, len(names), ", ".join(names))
+            frame = frame.loc[~failed]
+            if frame.empty:
+                raise BadInput("every run is marked failed or diverged", source,
+                               "give at least one completed run")
+
+    required_cols = ["tokens"]
+    for need in require:
+        if need == "weights":
+            if not domains:
+                raise BadInput("no mixture-weight columns `w.<domain>`", source,
+                               "add one `w.<domain>` column per training domain")
+            required_cols += [WEIGHT_PREFIX + d for d in domains]
+        elif need == "loss":
+            if "loss" not in frame.columns and not loss_domains:
+                raise BadInput("no `loss` or `loss.<domain>` columns", source,
+                               "add per-domain validation losses or a `loss` column")
+        else:
+            if need not in frame.columns:
+                raise BadInput(f"missing column `{need}`", source, f"add a `{need}` column")
+            required_cols.append(need)
+    if "loss" in require:
+        required_cols += [LOSS_PREFIX + d for d in loss_domains] or ["loss"]
+    for col in dict.fromkeys(required_cols):
+        _check_finite(frame[col].to_numpy(dtype=float), col, source, frame.index)
+    if (frame["tokens"] < 0).any():
+        row = int(frame.index[np.argmax((frame["tokens"] < 0).to_numpy())])
+        raise BadInput("negative token count", _where(source, row, "tokens"), "tokens must be >= 0")
+    for col in ("params", "lr", "budget"):
+        if col in required_cols and (frame[col] <= 0).any():
+            row = int(frame.index[np.argmax((frame[col] <= 0).to_numpy())])
+            raise BadInput(f"`{col}` must be positive", _where(source, row, col), "give a value > 0")
+
+    if domains:
+        w = frame[[WEIGHT_PREFIX + d for d in domains]].to_numpy(dtype=float)
+        if np.isnan(w).any():
+            r, c = np.argwhere(np.isnan(w))[0]
+            raise BadInput("missing mixture weight", _where(source, int(frame.index[r]),
+                           WEIGHT_PREFIX + domains[c]), "give every domain a weight (0 if unused)")
+        if (w < 0).any():
+            r, c = np.argwhere(w < 0)[0]
+            raise BadInput(f"negative mixture weight {w[r, c]}",
+                           _where(source, int(frame.index[r]), WEIGHT_PREFIX + domains[c]),
+                           "weights must be >= 0")
+        sums = w.sum(axis=1)
+        if (sums <= 0).any():
+            r = int(np.argmax(sums <= 0))
+            raise BadInput("all mixture weights are zero",
+                           _where(source, int(frame.index[r]), WEIGHT_PREFIX + domains[0]),
+                           "give at least one domain a positive weight")
+        frame[[WEIGHT_PREFIX + d for d in domains]] = w / sums[:, None]
+
+    dup = frame.duplicated(subset=["run_id", "tokens"], keep="first")
+    if dup.any():
+        if not average_duplicates:
+            row = int(frame.index[np.argmax(dup.to_numpy())])
+            raise BadInput(f"duplicate evaluation of run `{frame.loc[row, 'run_id']}` at "
+                           f"tokens={frame.loc[row, 'tokens']:g}", _where(source, row, "tokens"),
+                           "remove it, or pass --average-duplicates to average repeated evaluations")
+        frame = _average_duplicates(frame)
+
+    if "budget" not in frame.columns:
+        frame["budget"] = frame.groupby("run_id", sort=False)["tokens"].transform("max")
+    else:
+        missing = frame["budget"].isna()
+        frame.loc[missing, "budget"] = frame.groupby("run_id", sort=False)["tokens"].transform("max")[missing]
+
+    if "loss" not in frame.columns and loss_domains:
+        losses = frame[[LOSS_PREFIX + d for d in loss_domains]].to_numpy(dtype=float)
+        if eval_weights is None:
+            frame["loss"] = losses.mean(axis=1)
+        else:
+            unknown = sorted(set(eval_weights) - set(loss_domains))
+            if unknown:
+                raise BadInput(f"eval mixture names domains without a loss column: {', '.join(unknown)}",
+                               source, f"use domains among: {', '.join(loss_domains)}")
+            ew = np.array([float(eval_weights.get(d, 0.0)) for d in loss_domains])
+            if (ew < 0).any() or ew.sum() <= 0:
+                raise BadInput("eval mixture weights must be >= 0 and not all zero", source)
+            frame["loss"] = losses @ (ew / ew.sum())
+    return RunsTable(frame.reset_index(drop=True), source, domains, loss_domains)
+
+
+def _average_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    numeric = [c for c in frame.columns if c not in ("run_id", "tokens")
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    other = [c for c in frame.columns if c not in numeric and c not in ("run_id", "tokens")]
+    agg = {c: "mean" for c in numeric} | {c: "first" for c in other}
+    return frame.groupby(["run_id", "tokens"], sort=False, as_index=False).agg(agg)
+
+
+def read_runs(path: str | Path, *, require: Sequence[str] = (), average_duplicates: bool = False,
+              eval_weights: Mapping[str, float] | None = None) -> RunsTable:
+    """Read a CSV or Parquet runs table and validate it (see `validate`)."""
+    path = Path(path)
+    return validate(_read_any(path), str(path), require=require,
+                    average_duplicates=average_duplicates, eval_weights=eval_weights)
+
+
+def write_runs(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a runs table atomically, as Parquet or CSV by the file suffix."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise BadInput(f"unknown runs-table format `{path.suffix}`", str(path),
+                       "use a .csv or .parquet file")
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
+
+
+def is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
