@@ -1,0 +1,84 @@
+"""`autoscale-ray`: the command line. Each verb lives in `autoscale_ray.verbs.<verb>`.
+
+Exit codes: 0 success, 2 bad input (one line on stderr saying what and where), 1 internal failure.
+`--json` prints exactly one JSON object on stdout; warnings and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from autoscale_ray.errors import BadInput
+from autoscale_ray.verbs.output import jsonable
+
+# Order of the verbs in --help; DESIGN.md "Command line".
+VERBS = ("run", "ddo", "project", "lr", "law", "regress", "report", "corpus")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="autoscale-ray",
+                     description="Data mixture and learning rate for LLM pretraining from small "
+                                 "proxy runs on Ray, extrapolated with scaling laws.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"autoscale_ray.verbs.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"autoscale_ray.verbs.{verb}":
+                continue  # verb not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autoscale-ray: %(levelname)s: %(message)s"))
+    root = logging.getLogger("autoscale_ray")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _setup_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        obj, text = args.func(args)
+    except BadInput as exc:
+        print(f"autoscale-ray {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"autoscale-ray {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal failure, not the user's input
+        if os.environ.get("AUTOSCALE_RAY_DEBUG"):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"autoscale-ray {args.verb}: internal error: {type(exc).__name__}: {first} "
+              f"(set AUTOSCALE_RAY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(jsonable(obj), allow_nan=False))
+    elif text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The runs table: reading, defaults, normalisation, validation messages, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscale_ray.atomic import atomic_path, write_json
+from autoscale_ray.errors import BadInput
+from autoscale_ray.mixture import read_mixture
+from autoscale_ray.runs import read_runs, validate, write_runs
+
+
+def table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "run_id": ["a", "a", "b", "b"],
+        "tokens": [100, 200, 100, 200],
+        "params": [1e6] * 4,
+        "w.web": [2.0, 2.0, 1.0, 1.0],
+        "w.code": [2.0, 2.0, 3.0, 3.0],
+        "loss.web": [3.0, 2.5, 3.2, 2.7],
+        "loss.code": [2.0, 1.5, 1.8, 1.3],
+    })
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_round_trip_and_defaults(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"runs{suffix}"
+    write_runs(table(), path)
+    runs = read_runs(path, require=["weights", "loss", "params"])
+    assert runs.domains == ("web", "code")
+    assert runs.loss_domains == ("web", "code")
+    # weights normalised per row; budget defaults to the run's largest tokens
+    np.testing.assert_allclose(runs.weights(), [[.5, .5], [.5, .5], [.25, .75], [.25, .75]])
+    np.testing.assert_allclose(runs.frame["budget"], [200, 200, 200, 200])
+    np.testing.assert_allclose(runs.quantities()[2], [50, 150])
+    # loss defaults to the mean of the per-domain losses
+    np.testing.assert_allclose(runs.frame["loss"], [2.5, 2.0, 2.5, 2.0])
+    final = runs.final()
+    assert list(final["run_id"]) == ["a", "b"] and list(final["tokens"]) == [200, 200]
+    np.testing.assert_allclose(runs.objective("mean-ppl", final),
+                               [(np.exp(2.5) + np.exp(1.5)) / 2, (np.exp(2.7) + np.exp(1.3)) / 2])
+
+
+def test_eval_mixture_weights_the_objective() -> None:
+    runs = validate(table(), eval_weights={"web": 3, "code": 1})
+    np.testing.assert_allclose(runs.frame["loss"][0], 0.75 * 3.0 + 0.25 * 2.0)
+
+
+def test_given_budget_and_loss_are_kept() -> None:
+    frame = table().assign(budget=[400] * 4, loss=[9.0, 8.0, 7.0, 6.0])
+    runs = validate(frame)
+    assert list(runs.frame["budget"]) == [400] * 4
+    assert list(runs.frame["loss"]) == [9.0, 8.0, 7.0, 6.0]
+
+
+def test_failed_runs_are_left_out_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    frame = table().assign(status=["ok", "ok", "diverged", "diverged"])
+    frame.loc[3, "loss.web"] = np.nan
+    with caplog.at_level(logging.WARNING, logger="autoscale_ray"):
+        runs = validate(frame, "t.csv", require=["loss"])
+    assert runs.run_ids == ["a"]
+    assert "b" in caplog.text and "diverged" in caplog.text
+
+
+def test_average_duplicates() -> None:
+    frame = pd.concat([table(), table().iloc[[1]].assign(**{"loss.web": 3.5})])
+    with pytest.raises(BadInput, match=r"row 5.*--average-duplicates"):
+        validate(frame, "t.csv")
+    runs = validate(frame, "t.csv", average_duplicates=True)
+    assert len(runs) == 4
+    np.testing.assert_allclose(runs.frame.loc[1, "loss.web"], 3.0)
+
+
+BAD = [
+    ("drop run_id", lambda f: f.drop(columns="run_id"), r"missing required column `run_id`"),
+    ("drop tokens", lambda f: f.drop(columns="tokens"), r"missing required column `tokens`"),
+    ("nan tokens", lambda f: f.assign(tokens=[100, np.nan, 100, 200]), r"row 2, column `tokens`"),
+    ("inf loss", lambda f: f.assign(**{"loss.code": [2.0, np.inf, 1.8, 1.3]}),
+     r"row 2, column `loss.code`"),
+    ("negative weight", lambda f: f.assign(**{"w.web": [2.0, 2.0, -1.0, 1.0]}),
+     r"row 3, column `w.web`.*>= 0"),
+    ("zero mixture", lambda f: f.assign(**{"w.web": [0.0] * 4, "w.code": [2.0, 2.0, 0.0, 3.0]}),
+     r"row 3.*all mixture weights are zero"),
+    ("text tokens", lambda f: f.assign(tokens=["100", "x", "100", "200"]), r"`x` is not a number"),
+    ("missing params", lambda f: f.drop(columns="params"), r"missing column `params`"),
+    ("no rows", lambda f: f.iloc[:0], r"no rows"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_tables_name_row_and_column(tmp_path: Path, name: str, mutate, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    mutate(table()).to_csv(path, index=False)
+    with pytest.raises(BadInput, match=message) as err:
+        read_runs(path, require=["params", "loss"])
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="file not found"):
+        read_runs(tmp_path / "nope.csv")
+    (tmp_path / "runs.xlsx").write_text("x")
+    with pytest.raises(BadInput, match="unknown runs-table format"):
+        read_runs(tmp_path / "runs.xlsx")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_mixture_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"tokens": 1e9, "weights": {"a": 1, "b": 3}}))
+    mix = read_mixture(path)
+    assert mix.weights == {"a": 0.25, "b": 0.75}
+    assert mix.quantities() == {"a": 2.5e8, "b": 7.5e8}
+    for bad, message in [({"weights": {"a": 1}}, "missing key `tokens`"),
+                         ({"tokens": 5, "weights": {"a": -1, "b": 2}}, "negative weight"),
+                         ({"tokens": 5, "weights": {"a": 0}}, "all weights are zero"),
+                         ({"tokens": -5, "weights": {"a": 1}}, "key tokens")]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(BadInput, match=message):
+            read_mixture(path)
+    path.write_text("{not json")
+    with pytest.raises(BadInput, match="not valid JSON"):
+        read_mixture(path)
