@@ -1,0 +1,215 @@
+"""DDO's outer bilevel loop as a Ray Tune `Searcher`.
+
+`DDOPlan` is the state machine (pure Python): which trials are out, which stages and probe budgets
+are complete, what comes next. `DDOSearcher` is the thin Tune adapter around it, shaped like Ray's
+`OptunaSearch`: `suggest` asks the plan, `on_trial_complete` tells it, `save`/`restore` persist it.
+All math is asked of a predictor (`autoscale_ray.predictor.Predictor`, a named Ray actor in a search).
+
+Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots stay busy:
+  lr      at each probe budget N_k, a sweep of peak LRs on the base mixture;
+  ddo     once N_k's sweep is in: the 2m+1 perturbation runs at N_k, at LR*(budget) from the LR law;
+  verify  once N_k's DDO runs are in: optionally one run at the DDO optimum of N_k;
+  target  once every probe is in: optionally the projected, uniform and smallest-probe optimum
+          mixtures trained at the target budget (each with several seeds).
+
+    >>> import ray
+    >>> from ray import tune
+    >>> from searchers.ddo import DDOSearcher
+    >>> searcher = DDOSearcher(plan, predictor_name="autoscale-predictor")  # doctest: +SKIP
+    >>> tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+    ...            max_concurrent_trials=2)).fit()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+from ray.tune.search import Searcher
+
+from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
+
+log = logging.getLogger("autoscale_ray")
+
+
+class Fits(Protocol):
+    """What the plan asks of the predictor."""
+
+    def add(self, key: str, rows: list[dict]) -> None: ...
+    def lr_for(self, budget: float) -> float: ...
+    def ddo_optimum(self, probe: int) -> dict[str, Any]: ...
+    def recommendation(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class PlanConfig:
+    probes: Sequence[int]                 # probe budgets N_1 < ... < N_k (tokens)
+    base_weights: Mapping[str, float]     # base mixture of the LR sweep and of DDO
+    target: int                           # target budget (tokens)
+    lrs: Sequence[float] = ()             # LR sweep grid; empty = no LR stage, use `lr`
+    lr: float | None = None               # fixed peak LR when there is no LR stage
+    down: float = 0.2
+    up: float = 3.0
+    design: str = "fixed-others"
+    verify_probe: bool = False            # a run at each probe's DDO optimum
+    target_seeds: int = 0                 # > 0: train predicted/uniform/small-optimum at the target
+    seed: int = 0
+
+
+@dataclass
+class DDOPlan:
+    """The search's state machine. Everything in it pickles (no Ray handles)."""
+
+    cfg: PlanConfig
+    queue: deque = field(default_factory=deque)            # TrialSpecs ready to issue
+    out: dict[str, TrialSpec] = field(default_factory=dict)  # trial_id -> spec in flight
+    done: dict[str, str] = field(default_factory=dict)      # key -> "ok" | "failed"
+    rows: dict[str, list[dict]] = field(default_factory=dict)  # key -> evaluation rows
+    waiting: dict[str, set[str]] = field(default_factory=dict)  # group -> keys still to finish
+    results: dict[str, Any] = field(default_factory=dict)   # fits reached: lr/ddo/recommendation
+    finished: bool = False
+
+    def start(self) -> None:
+        cfg = self.cfg
+        for probe in cfg.probes:
+            if cfg.lrs:
+                self._enqueue(f"lr/{probe}", lr_sweep(probe, cfg.base_weights, cfg.lrs, cfg.seed))
+            else:
+                self._enqueue(f"ddo/{probe}", self._ddo_specs(probe, lambda b: float(cfg.lr)))
+
+    # -- the Tune-facing half -------------------------------------------------------------
+    def next_spec(self, trial_id: str) -> TrialSpec | None:
+        if not self.queue:
+            return None
+        spec = self.queue.popleft()
+        self.out[trial_id] = spec
+        return spec
+
+    def complete(self, trial_id: str, rows: list[dict], ok: bool, fits: Fits) -> None:
+        spec = self.out.pop(trial_id, None)
+        if spec is None or spec.key in self.done:
+            return
+        self.done[spec.key] = "ok" if ok else "failed"
+        if ok and rows:
+            self.rows[spec.key] = rows
+            fits.add(spec.key, rows)
+        elif not ok:
+            log.warning("trial %s (%s) failed or diverged: left out of every fit", trial_id, spec.key)
+        for group, keys in list(self.waiting.items()):
+            keys.discard(spec.key)
+            if not keys:
+                del self.waiting[group]
+                self._group_done(group, fits)
+        if not self.queue and not self.out and not self.waiting:
+            self.finished = True
+
+    # -- stage transitions -----------------------------------------------------------------
+    def _enqueue(self, group: str, specs: list[TrialSpec]) -> None:
+        fresh = [s for s in specs if s.key not in self.done]
+        self.waiting[group] = {s.key for s in fresh}
+        self.queue.extend(fresh)
+
+    def _ddo_specs(self, probe: int, lr_for) -> list[TrialSpec]:
+        cfg = self.cfg
+        specs = ddo_perturbations(probe, cfg.base_weights, cfg.down, cfg.up, cfg.design, cfg.seed)
+        return [TrialSpec(s.key, s.stage, s.budget, s.weights, lr_for(s.budget), s.seed, s.probe, s.tags)
+                for s in specs]
+
+    def _group_done(self, group: str, fits: Fits) -> None:
+        stage, _, probe_text = group.partition("/")
+        cfg = self.cfg
+        if stage == "lr":
+            probe = int(probe_text)
+            self._enqueue(f"ddo/{probe}", self._ddo_specs(probe, fits.lr_for))
+        elif stage == "ddo":
+            probe = int(probe_text)
+            optimum = fits.ddo_optimum(probe)
+            self.results.setdefault("ddo", {})[probe] = optimum
+            if cfg.verify_probe:
+                self._enqueue(f"verify/{probe}", [TrialSpec(
+                    f"verify/{probe:.4g}", "verify", probe, optimum["weights"], fits.lr_for(probe),
+                    cfg.seed, probe)])
+            if all(p in self.results["ddo"] for p in cfg.probes):
+                self._recommend(fits)
+        elif stage == "target":
+            self.results["recommendation"] = fits.recommendation()
+
+    def _recommend(self, fits: Fits) -> None:
+        cfg = self.cfg
+        rec = fits.recommendation()
+        self.results["recommendation"] = rec
+        if cfg.target_seeds <= 0:
+            return
+        names = list(cfg.base_weights)
+        smallest = self.results["ddo"][min(cfg.probes)]["weights"]
+        arms = {"projected": rec["weights"], "uniform": {d: 1 / len(names) for d in names},
+                "small-optimum": smallest}
+        lr = float(rec["lr"]) if rec.get("lr") else fits.lr_for(cfg.target)
+        specs = [TrialSpec(f"target/{arm}/{seed}", "target", cfg.target, weights, lr, seed, None,
+                           {"arm": arm})
+                 for arm, weights in arms.items() for seed in range(cfg.seed, cfg.seed + cfg.target_seeds)]
+        self._enqueue("target/all", specs)
+
+
+class DDOSearcher(Searcher):
+    """Tune adapter over `DDOPlan`; the predictor actor is looked up by name, so this pickles."""
+
+    def __init__(self, plan: DDOPlan, predictor_name: str, metric: str = "loss",
+                 mode: str = "min") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.plan = plan
+        self.predictor_name = predictor_name
+        self._partial: dict[str, list[dict]] = {}
+        if not plan.queue and not plan.done and not plan.out:
+            plan.start()
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        return True
+
+    def _fits(self) -> Fits:
+        from autoscale_ray.predictor import PredictorClient
+
+        return PredictorClient(self.predictor_name)
+
+    def suggest(self, trial_id: str):
+        if self.plan.finished:
+            return Searcher.FINISHED
+        spec = self.plan.next_spec(trial_id)
+        return None if spec is None else spec.to_config()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if "tokens" in result:
+            self._partial.setdefault(trial_id, []).append(dict(result))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        rows = self._partial.pop(trial_id, [])
+        if result and "tokens" in result and (not rows or rows[-1].get("tokens") != result["tokens"]):
+            rows.append(dict(result))
+        status = (result or {}).get("status", "ok")
+        ok = not error and bool(rows) and status not in ("diverged", "failed")
+        try:
+            self.plan.complete(trial_id, rows, ok, self._fits())
+        except Exception:  # an exception in a searcher hook would end the whole experiment
+            log.exception("searcher could not process trial %s; the search stops", trial_id)
+            self.plan.finished = True
+
+    def get_state(self) -> dict:
+        return {"plan": self.plan, "partial": self._partial}
+
+    def set_state(self, state: dict) -> None:
+        # Trials in flight at the snapshot are re-run by Tune under the same ids, so `out` stays.
+        self.plan = state["plan"]
+        self._partial = state["partial"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
