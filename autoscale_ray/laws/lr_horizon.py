@@ -1,0 +1,269 @@
+"""Optimal peak learning rate across token horizons (Bjorck et al. 2024, arXiv 2409.19913).
+
+Per horizon D (a run's planned token budget), final loss is fitted against u = log(LR) with a
+quadratic L(u) = a + b u + c u^2 by ordinary least squares; if c > 0 its vertex
+u* = -b / (2c) is that horizon's optimal LR, LR*(D) = exp(u*). Across horizons the paper finds a
+power law LR*(D) = B * D^(-beta) (beta ~ 0.32 at a fixed batch size), fitted here as the line
+log LR* = log B - beta * log D by least squares and extrapolated to the target horizon.
+
+A horizon whose lowest observed loss sits at the edge of its LR grid, or whose vertex falls outside
+the sampled LR range, has not bracketed its optimum: the vertex would be an extrapolation of the
+quadratic. Such horizons are flagged (`at_edge`), warned about on the `autoscale_ray` logger and
+left out of the power law unless `include_edge=True`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from autoscale_ray.errors import BadInput
+
+log = logging.getLogger("autoscale_ray")
+
+MIN_LRS = 3  # a quadratic needs three distinct LRs
+DEFAULT_WINDOW = 2  # grid LRs each side of the observed best that enter the quadratic
+
+
+@dataclass(frozen=True)
+class HorizonFit:
+    """The quadratic fit of final loss vs log(LR) at one horizon.
+
+    L(u) = a + b (u - center) + c (u - center)^2 with u = log(LR); the vertex u* = center - b/(2c)
+    is LR*(D) when c > 0. `log_lr_star_se` is the delta-method standard error of u*
+    (gradient (0, -1/(2c), b/(2c^2)) against the OLS covariance of (a, b, c)); NaN with no residual
+    degrees of freedom (exactly three points)."""
+
+    tokens: float
+    n_lrs: int
+    n_points: int  # points that entered the quadratic (after the window)
+    lr_min: float
+    lr_max: float
+    lr_best_observed: float
+    coef: tuple[float, float, float]
+    center: float
+    convex: bool
+    at_edge: bool
+    lr_star: float
+    log_lr_star_se: float
+    dof: int
+    loss_at_star: float
+    used: bool
+    reason: str
+
+    def predict(self, lr: float | np.ndarray) -> np.ndarray:
+        """Predicted final loss at peak learning rate(s) `lr` for this horizon."""
+        u = np.log(np.asarray(lr, dtype=float)) - self.center
+        a, b, c = self.coef
+        return a + b * u + c * u * u
+
+    def to_json(self) -> dict[str, object]:
+        return {"tokens": self.tokens, "lr_star": self.lr_star, "n_lrs": self.n_lrs,
+                "n_points": self.n_points, "at_edge": self.at_edge, "convex": self.convex,
+                "used": self.used, "reason": self.reason, "lr_range": [self.lr_min, self.lr_max],
+                "lr_best_observed": self.lr_best_observed, "log_lr_star_se": self.log_lr_star_se,
+                "loss_at_star": self.loss_at_star}
+
+
+@dataclass(frozen=True)
+class LRHorizonLaw:
+    """LR*(D) = B * D^(-beta) fitted over the usable horizons (Bjorck et al. 2024).
+
+    Interval at a horizon D (`interval`), in log space:
+    - with n >= 3 horizons, the t prediction interval of the OLS line,
+      log LR*(D) +- t_{n-2} * s * sqrt(1 + 1/n + (log D - mean log D)^2 / Sxx);
+    - with exactly 2 horizons the line passes through both vertices and has no residual; the
+      per-horizon vertex variances v1, v2 (delta method on each quadratic) are propagated through
+      the interpolation weights, var = (1 - l)^2 v1 + l^2 v2 with l = (log D - log D1) / (log D2 -
+      log D1), with a t quantile at the Welch-Satterthwaite degrees of freedom of the two fits.
+      If either quadratic has no residual degrees of freedom the interval is (NaN, NaN).
+    """
+
+    B: float
+    beta: float
+    beta_se: float
+    level: float
+    method: str
+    horizons: tuple[HorizonFit, ...]
+    n_used: int
+    log_d_mean: float
+    sxx: float
+    resid_sd: float
+    used_log_d: tuple[float, ...]
+    used_var: tuple[float, ...]
+    used_dof: tuple[int, ...]
+
+    def predict(self, tokens: float | np.ndarray) -> np.ndarray:
+        """LR*(D) = B * D^(-beta)."""
+        return self.B * np.asarray(tokens, dtype=float) ** (-self.beta)
+
+    def log_se(self, tokens: float) -> tuple[float, float]:
+        """(standard error of log LR*, degrees of freedom) at horizon `tokens`."""
+        x0 = math.log(float(tokens))
+        if self.method == "t-regression":
+            se = self.resid_sd * math.sqrt(1 + 1 / self.n_used
+                                           + (x0 - self.log_d_mean) ** 2 / self.sxx)
+            return se, float(self.n_used - 2)
+        (x1, x2), (v1, v2) = self.used_log_d, self.used_var
+        lam = (x0 - x1) / (x2 - x1)
+        parts = ((1 - lam) ** 2 * v1, lam ** 2 * v2)
+        return math.sqrt(sum(parts)), _satterthwaite(parts, self.used_dof)
+
+    def interval(self, tokens: float) -> tuple[float, float]:
+        """(lo, hi) of LR* at horizon `tokens` at `level` (see the class docstring)."""
+        se, dof = self.log_se(tokens)
+        if not (math.isfinite(se) and math.isfinite(dof) and dof > 0):
+            return (math.nan, math.nan)
+        q = float(stats.t.ppf(0.5 + self.level / 2, dof)) * se
+        centre = math.log(float(self.predict(tokens)))
+        return (math.exp(centre - q), math.exp(centre + q))
+
+
+def fit_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
+                tokens: float, *, window: int | None = DEFAULT_WINDOW) -> HorizonFit:
+    """Fit L = a + b u + c u^2 (u = log LR, centred) by OLS at one horizon; vertex -b/(2c) if c > 0.
+
+    Local fit: only the `window` grid LRs on each side of the best observed LR (by mean loss) enter
+    the quadratic, shifted inward at the grid ends so 2*window+1 LRs are kept (all LRs when None).
+    Real loss-vs-log(LR) curves are asymmetric (steeper above the optimum); far grid points then
+    pull a global quadratic's vertex, and with a fixed grid that bias changes with the horizon and
+    leaks into beta. Flags `at_edge` when the lowest mean loss over the whole grid is at its
+    smallest or largest LR, or the vertex lies outside the sampled range (Bjorck et al. 2024 bracket
+    the optimum per horizon). `used` is the default verdict (usable, not at the edge)."""
+    lr = np.asarray(lr, dtype=float)
+    loss = np.asarray(loss, dtype=float)
+    grid = np.unique(lr)
+    mean_loss = np.array([loss[lr == g].mean() for g in grid])
+    best = int(np.argmin(mean_loss))
+    n_lrs = len(grid)
+    base = dict(tokens=float(tokens), n_lrs=n_lrs, n_points=len(lr), lr_min=float(grid[0]),
+                lr_max=float(grid[-1]), lr_best_observed=float(grid[best]))
+    if window is not None:
+        if window < 1:
+            raise BadInput(f"window {window} < 1", "fit_horizon", "use >= 1 (3 LRs) or None (all)")
+        lo = max(0, min(best - window, n_lrs - 2 * window - 1))
+        keep = np.isin(lr, grid[lo:lo + 2 * window + 1])
+        lr, loss = lr[keep], loss[keep]
+    u = np.log(lr)
+    n = len(lr)
+    if n_lrs < MIN_LRS:
+        return HorizonFit(**base, coef=(math.nan,) * 3, center=math.nan, convex=False,
+                          at_edge=True, lr_star=math.nan, log_lr_star_se=math.nan, dof=0,
+                          loss_at_star=math.nan, used=False,
+                          reason=f"only {n_lrs} distinct LR(s); a quadratic needs {MIN_LRS}")
+    center = float(u.mean())  # centring keeps the normal equations well conditioned
+    x = u - center
+    design = np.column_stack([np.ones(n), x, x * x])
+    coef, *_ = np.linalg.lstsq(design, loss, rcond=None)
+    a, b, c = (float(v) for v in coef)
+    dof = n - 3
+    convex = c > 0
+    if not convex:
+        return HorizonFit(**base, coef=(a, b, c), center=center, convex=False,
+                          at_edge=best in (0, n_lrs - 1), lr_star=math.nan,
+                          log_lr_star_se=math.nan, dof=dof, loss_at_star=math.nan, used=False,
+                          reason="loss vs log(LR) is not convex; no minimum to take")
+    x_star = -b / (2 * c)
+    se = math.nan
+    if dof > 0:
+        resid = loss - design @ coef
+        cov = float(resid @ resid) / dof * np.linalg.pinv(design.T @ design)
+        grad = np.array([0.0, -1 / (2 * c), b / (2 * c * c)])
+        se = math.sqrt(max(float(grad @ cov @ grad), 0.0))
+    u_star = center + x_star
+    outside = not (math.log(grid[0]) <= u_star <= math.log(grid[-1]))
+    at_edge = best in (0, n_lrs - 1) or outside
+    reasons = []
+    if best in (0, n_lrs - 1):
+        reasons.append(f"lowest observed loss at the {'smallest' if best == 0 else 'largest'} LR "
+                       f"{grid[best]:.4g} of the grid")
+    if outside:
+        reasons.append(f"vertex {math.exp(u_star):.4g} outside the sampled LRs "
+                       f"[{grid[0]:.4g}, {grid[-1]:.4g}]")
+    return HorizonFit(**base, coef=(a, b, c), center=center, convex=True, at_edge=at_edge,
+                      lr_star=math.exp(u_star), log_lr_star_se=se, dof=dof,
+                      loss_at_star=a - b * b / (4 * c), used=not at_edge,
+                      reason="; ".join(reasons))
+
+
+def _check(lr: np.ndarray, loss: np.ndarray, tokens: np.ndarray) -> None:
+    if not (lr.shape == loss.shape == tokens.shape) or lr.ndim != 1:
+        raise BadInput(f"lr, loss and tokens must be 1-D arrays of one length "
+                       f"(got {lr.shape}, {loss.shape}, {tokens.shape})", "fit_lr_horizon")
+    for name, arr, positive in (("lr", lr, True), ("loss", loss, False), ("tokens", tokens, True)):
+        bad = ~np.isfinite(arr) | ((arr <= 0) if positive else False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise BadInput(f"{name}[{i}] = {arr[i]} is not a finite{' positive' if positive else ''} "
+                           "number", "fit_lr_horizon", f"fix or drop that {name} value")
+
+
+def fit_lr_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
+                   tokens: Sequence[float] | np.ndarray, *, include_edge: bool = False,
+                   level: float = 0.95, window: int | None = DEFAULT_WINDOW) -> LRHorizonLaw:
+    """Fit LR*(D) = B * D^(-beta) (Bjorck et al. 2024, arXiv 2409.19913) from an LR sweep.
+
+    Each point is one run: its peak `lr`, final `loss` and horizon `tokens` (its budget). Per
+    horizon, `fit_horizon` takes the vertex of a quadratic in log LR (local to the best observed
+    LR, see `window`); then
+    log LR* = log B - beta log D by OLS over the usable horizons (convex fit, >= 3 LRs, not at the
+    grid edge; edge horizons too with `include_edge`). Needs >= 2 usable horizons."""
+    lr_a, loss_a, tok_a = (np.asarray(v, dtype=float).ravel() for v in (lr, loss, tokens))
+    _check(lr_a, loss_a, tok_a)
+    if not 0 < level < 1:
+        raise BadInput(f"level {level} is not in (0, 1)", "fit_lr_horizon", "use e.g. 0.95")
+    fits = []
+    for d in np.unique(tok_a):
+        sel = tok_a == d
+        fit = fit_horizon(lr_a[sel], loss_a[sel], float(d), window=window)
+        if include_edge and fit.convex and fit.at_edge:
+            fit = replace(fit, used=True)
+        if fit.at_edge or not fit.used:
+            verdict = "used anyway (include_edge)" if fit.used else "left out of the LR law"
+            log.warning("LR sweep at horizon %.4g tokens: %s; %s", d,
+                        fit.reason or "not usable", verdict)
+        fits.append(fit)
+    used = [f for f in fits if f.used]
+    if len(used) < 2:
+        left = "; ".join(f"{f.tokens:.4g} tokens: {f.reason}" for f in fits if not f.used)
+        raise BadInput(f"the LR law needs >= 2 usable horizons, got {len(used)}: a single horizon "
+                       "cannot determine beta" + (f" (left out: {left})" if left else ""),
+                       "fit_lr_horizon", "sweep LRs at another horizon, widen the LR grid of "
+                       "edge horizons, or accept edge vertices with include_edge / --include-edge")
+    x = np.log([f.tokens for f in used])
+    y = np.log([f.lr_star for f in used])
+    n = len(used)
+    x_mean = float(x.mean())
+    sxx = float(((x - x_mean) ** 2).sum())
+    slope = float(((x - x_mean) * (y - y.mean())).sum() / sxx)
+    intercept = float(y.mean() - slope * x_mean)
+    var = tuple(f.log_lr_star_se ** 2 for f in used)
+    if n >= 3:
+        resid = y - (intercept + slope * x)
+        s = math.sqrt(float(resid @ resid) / (n - 2))
+        method, beta_se = "t-regression", s / math.sqrt(sxx)
+    else:
+        s = math.nan
+        method = "delta-two-horizons"
+        beta_se = math.sqrt(sum(var) / (2 * sxx))  # 2 sxx = (log D2 - log D1)^2
+        if not math.isfinite(beta_se):
+            log.warning("LR law from 2 horizons whose quadratics have no residual degrees of "
+                        "freedom (3 LRs each): no interval; sweep >= 4 LRs or a third horizon")
+    return LRHorizonLaw(B=math.exp(intercept), beta=-slope, beta_se=beta_se, level=level,
+                        method=method, horizons=tuple(fits), n_used=n, log_d_mean=x_mean,
+                        sxx=sxx, resid_sd=s, used_log_d=tuple(float(v) for v in x),
+                        used_var=var, used_dof=tuple(f.dof for f in used))
+
+
+def _satterthwaite(parts: Sequence[float], dofs: Sequence[int]) -> float:
+    """Welch-Satterthwaite degrees of freedom of sum(parts), each part a variance estimate with
+    dofs[i] degrees of freedom: (sum p)^2 / sum(p^2 / dof). NaN if any part has no dof."""
+    if any(d <= 0 or not math.isfinite(p) for p, d in zip(parts, dofs)):
+        return math.nan
+    den = sum(p * p / d for p, d in zip(parts, dofs))
+    return sum(parts) ** 2 / den if den > 0 else float(min(dofs))
