@@ -1,0 +1,143 @@
+"""Proxy models from transformers configs (random init, nothing downloaded).
+
+Presets give the shape only; the vocabulary comes from the corpus's tokenizer (padded up to a
+multiple of 64 for tensor-core friendly matmuls, as nanoGPT does) and the context length from the
+corpus's packed sequence length. Dropout is 0 (pretraining proxies see each token about once).
+Decoders (GPT-2 shapes as in AutoScale's GPT-2 Large setting, and a LLaMA-style one) train with
+causal LM; encoders (BERT shapes, AutoScale's second setting) with masked LM. Any transformers
+`config.json` can be given instead of a preset.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig
+from transformers import BertConfig, GPT2Config, LlamaConfig
+from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                    MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+from autoscale_ray.errors import BadInput
+
+log = logging.getLogger("autoscale_ray")
+
+VOCAB_MULTIPLE = 64
+
+
+def _gpt2(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedConfig]:
+    return lambda vocab, ctx: GPT2Config(
+        vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=n_layer, n_head=heads,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+def _llama(n_layer: int, d: int, heads: int, ffn: int) -> Callable[[int, int], PretrainedConfig]:
+    return lambda vocab, ctx: LlamaConfig(
+        vocab_size=vocab, max_position_embeddings=ctx, hidden_size=d, intermediate_size=ffn,
+        num_hidden_layers=n_layer, num_attention_heads=heads, num_key_value_heads=heads,
+        tie_word_embeddings=False, attention_dropout=0.0)
+
+
+def _bert(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedConfig]:
+    return lambda vocab, ctx: BertConfig(
+        vocab_size=vocab, max_position_embeddings=ctx, hidden_size=d, num_hidden_layers=n_layer,
+        num_attention_heads=heads, intermediate_size=4 * d, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0)
+
+
+# name -> (objective, config builder(vocab_size, context)); shapes from the GPT-2 paper, LLaMA, BERT.
+PRESETS: dict[str, tuple[str, Callable[[int, int], PretrainedConfig]]] = {
+    "gpt2-tiny": ("causal", _gpt2(2, 128, 4)),           # CPU tests and laptop searches
+    "gpt2-124m": ("causal", _gpt2(12, 768, 12)),
+    "gpt2-355m": ("causal", _gpt2(24, 1024, 16)),
+    "gpt2-774m": ("causal", _gpt2(36, 1280, 20)),         # "GPT-2 Large" of AutoScale
+    "llama-tiny": ("causal", _llama(2, 128, 4, 352)),
+    "llama-150m": ("causal", _llama(12, 768, 12, 2560)),  # ~150M total with a 32k vocabulary
+    "bert-tiny": ("mlm", _bert(2, 128, 2)),
+    "bert-base": ("mlm", _bert(12, 768, 12)),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: a transformers config and the training objective."""
+
+    config: PretrainedConfig
+    objective: str  # "causal" | "mlm"
+
+    def build(self, attn_implementation: str = "sdpa") -> nn.Module:
+        auto = AutoModelForCausalLM if self.objective == "causal" else AutoModelForMaskedLM
+        try:
+            return auto.from_config(self.config, attn_implementation=attn_implementation)
+        except (ValueError, ImportError) as exc:  # model family without SDPA support
+            log.warning("%s: %s; falling back to eager attention", self.config.model_type, exc)
+            return auto.from_config(self.config, attn_implementation="eager")
+
+
+def padded_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    return -(-vocab_size // multiple) * multiple
+
+
+def model_spec(model: str, *, vocab_size: int, seq_len: int, objective: str = "auto",
+               special_ids: dict[str, int] | None = None) -> ModelSpec:
+    """A preset name or a transformers config.json path -> ModelSpec sized for the corpus."""
+    vocab = padded_vocab(vocab_size)
+    if model in PRESETS:
+        preset_objective, builder = PRESETS[model]
+        config = builder(vocab, seq_len)
+        chosen = preset_objective if objective == "auto" else objective
+        if chosen != preset_objective:
+            raise BadInput(f"preset {model!r} trains with {preset_objective}, not {objective}",
+                           "train config key `objective`", "use objective=auto for presets")
+    else:
+        config, chosen = _config_from_file(model, objective)
+        config.vocab_size = vocab
+        context = _context_length(config)
+        if context is not None and context < seq_len:
+            raise BadInput(f"the model's context ({context} positions) is shorter than the "
+                           f"corpus sequence length {seq_len}", model,
+                           f"raise max_position_embeddings/n_positions to >= {seq_len} or pack "
+                           "the corpus with a shorter seq_len")
+    for key, value in (special_ids or {}).items():
+        setattr(config, key, value)
+    return ModelSpec(config=config, objective=chosen)
+
+
+def _config_from_file(path: str, objective: str) -> tuple[PretrainedConfig, str]:
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"unknown model {path!r}: neither a preset nor an existing config file",
+                       "train config key `model`",
+                       f"use one of {', '.join(PRESETS)} or a transformers config.json path")
+    try:
+        config = AutoConfig.from_pretrained(str(p))
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"not a transformers model config ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:160]})", path,
+                       "give a config.json with a known `model_type`") from None
+    kind = config.model_type
+    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    masked = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    if objective == "auto":
+        # Families with both heads (BERT, RoBERTa, ...) are encoders unless marked as decoders.
+        objective = "mlm" if masked and not (causal and getattr(config, "is_decoder", False)) \
+            else "causal" if causal else ""
+    ok = causal if objective == "causal" else masked
+    if not objective or not ok:
+        raise BadInput(f"model_type {kind!r} has no {'causal-LM or masked-LM' if not objective else objective} "
+                       "head in transformers", path,
+                       "give a decoder (causal LM) or encoder (masked LM) config")
+    if objective == "causal" and masked and not getattr(config, "is_decoder", True):
+        config.is_decoder = True  # e.g. BERT used as a causal LM needs its decoder mask
+    return config, objective
+
+
+def _context_length(config: PretrainedConfig) -> int | None:
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        value: Any = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
