@@ -141,14 +141,14 @@ def fit_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.nda
     mean_loss = np.array([loss[lr == g].mean() for g in grid])
     best = int(np.argmin(mean_loss))
     n_lrs = len(grid)
-    base = dict(tokens=float(tokens), n_lrs=n_lrs, n_points=len(lr), lr_min=float(grid[0]),
-                lr_max=float(grid[-1]), lr_best_observed=float(grid[best]))
     if window is not None:
         if window < 1:
             raise BadInput(f"window {window} < 1", "fit_horizon", "use >= 1 (3 LRs) or None (all)")
         lo = max(0, min(best - window, n_lrs - 2 * window - 1))
         keep = np.isin(lr, grid[lo:lo + 2 * window + 1])
         lr, loss = lr[keep], loss[keep]
+    base = dict(tokens=float(tokens), n_lrs=n_lrs, n_points=len(lr), lr_min=float(grid[0]),
+                lr_max=float(grid[-1]), lr_best_observed=float(grid[best]))
     u = np.log(lr)
     n = len(lr)
     if n_lrs < MIN_LRS:
