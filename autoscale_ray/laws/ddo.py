@@ -1,0 +1,389 @@
+"""Direct Data Optimization (DDO): the compute-optimal domain mixture at one token budget.
+
+AutoScale (Kang et al. 2024, arXiv 2407.20177), stage 1. Design: a base run with per-domain token
+quantities N_i(base) and, for each domain i, runs with N_i multiplied by a down factor (1/5) and an
+up factor (3), either with the other domains' quantities held fixed ("fixed-others", the total
+moves) or with the total held fixed ("fixed-total", the others rescaled by a common factor).
+
+With multipliers x_i = N_i / N_i(base) and y = objective / objective(base), the surrogate is
+
+    y(x) = sum_i f_i(x_i),   f_i(x) = (x + a_i)^(-b_i) + c_i,   b_i > 0, x + a_i > 0,
+
+fitted JOINTLY to every run by least squares, so both designs identify each f_i (in the
+fixed-total design every run moves every x_i). Only sum_i c_i is identifiable (a shift of c_i into
+c_j changes nothing), so one shared constant C = sum_i c_i is fitted and reported split equally,
+c_i = C / m. With the paper's 2m + 1 runs there are 2m + 1 parameters (a_i, b_i, C): in the
+fixed-others design the fit is the paper's per-domain three-point interpolation; with more factors
+or replicate seeds it is a regression and its residuals are reported.
+
+The optimum keeps the base budget: minimise sum_i f_i(x_i) subject to sum_i w0_i x_i = 1 (w0 the base
+mixture, so sum_i x_i N_i(base) = N(base)) and x_i >= lower. For a uniform base this is the paper's
+constraint sum_i x_i = m; for a non-uniform base the paper's sum_i x_i = m would change the budget,
+so the budget-preserving constraint is used instead. The weights are w_i = w0_i x_i (= x_i / m for a
+uniform base). The KKT conditions of this convex problem give, for a multiplier lambda,
+x_i(lambda) = max(lower, (b_i / (lambda w0_i))^(1 / (1 + b_i)) - a_i); a 1-D root find on
+log(lambda) for the budget makes it exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import brentq, least_squares
+
+from autoscale_ray.errors import BadInput
+
+DESIGNS = ("fixed-others", "fixed-total")
+_B_MAX = 20.0          # keeps (x + a)^(-b) finite near the pole; larger b is not seen in practice
+_A_MAX = 1e3
+_POLE_GAP = 1e-2       # a_i >= -(1 - _POLE_GAP) * min(x): the pole stays left of every x used
+
+
+# --------------------------------------------------------------------------- the design
+@dataclass(frozen=True)
+class DDODesign:
+    """Which run is the base and how every run perturbs it (run indices into the caller's rows)."""
+
+    kind: str                        # "fixed-others" or "fixed-total"
+    base: int                        # the base run (the first at the base point)
+    base_runs: tuple[int, ...]       # every run at the base point (replicates included)
+    perturbed: tuple[int, ...]       # per run: the perturbed domain, -1 at the base point
+    factors: tuple[float, ...]       # per run: the perturbed domain's multiplier, 1 at the base point
+    multipliers: np.ndarray          # runs x domains: x_i = N_i / N_i(base)
+
+
+def _group_points(q: np.ndarray, rtol: float) -> list[list[int]]:
+    """Runs with the same per-domain quantities (within rtol): replicates of one design point."""
+    groups: list[list[int]] = []
+    for r in range(len(q)):
+        for g in groups:
+            if np.allclose(q[r], q[g[0]], rtol=rtol, atol=0.0):
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    return groups
+
+
+def _classify(x: np.ndarray, total_ratio: float, kind: str, factors: Sequence[float],
+              rtol: float) -> tuple[int, float] | str:
+    """(perturbed domain, its multiplier) of one run relative to a candidate base, or why not."""
+    if kind == "fixed-others":
+        moved = np.flatnonzero(np.abs(x - 1.0) > rtol)
+        if len(moved) != 1:
+            return f"changes {len(moved)} domains' quantities, not one"
+        return int(moved[0]), float(x[moved[0]])
+    if abs(total_ratio - 1.0) > rtol:
+        return f"has {total_ratio:.4g} times the base's total tokens, not the same total"
+    if len(x) == 2:  # either domain can be read as the perturbed one: prefer a declared factor
+        match = [i for i in (0, 1) if any(abs(x[i] / f - 1.0) <= rtol for f in factors)]
+        i = match[0] if len(match) == 1 else int(np.argmax(np.abs(np.log(x))))
+        return i, float(x[i])
+    common = float(np.median(x))
+    moved = np.flatnonzero(np.abs(x / common - 1.0) > rtol)
+    if len(moved) != 1:
+        return f"rescales {len(moved)} domains differently from the rest, not one"
+    return int(moved[0]), float(x[moved[0]])
+
+
+def find_design(quantities: np.ndarray, *, base: int | None = None, design: str = "auto",
+                factors: Sequence[float] = (0.2, 3.0), rtol: float = 1e-2,
+                names: Sequence[str] | None = None) -> DDODesign:
+    """Find the base run of a DDO perturbation design from per-run, per-domain token quantities.
+
+    The base is the run from which every other run differs in exactly one domain's quantity
+    (fixed-others) or in one domain's quantity at the same total (fixed-total). Runs at the same
+    point (within `rtol`) are replicates. When several runs qualify (two domains, fixed-total),
+    the one whose perturbations match the declared `factors` most often wins; a tie is BadInput.
+    """
+    q = np.asarray(quantities, dtype=float)
+    n, m = q.shape
+    names = list(names) if names is not None else [f"#{r}" for r in range(n)]
+    if design not in ("auto", *DESIGNS):
+        raise BadInput(f"unknown DDO design `{design}`", None, "use fixed-others, fixed-total or auto")
+    if m < 2:
+        raise BadInput("DDO needs at least two domains", None, "add `w.<domain>` columns for every domain")
+    groups = _group_points(q, rtol)
+    kinds = DESIGNS if design == "auto" else (design,)
+    if base is not None:
+        if (q[base] <= 0).any():
+            raise BadInput(f"base run `{names[base]}` has no tokens of some domain", None,
+                           "the base run must train on every domain")
+        candidates = [next(g for g in groups if base in g)]
+    else:
+        candidates = [g for g in groups if (q[g[0]] > 0).all()]
+
+    fits: list[tuple[int, list[int], str, dict[int, tuple[int, float]]]] = []
+    best_miss: tuple[int, str] | None = None   # (number of misfits, message) of the nearest candidate
+    for cand in candidates:
+        ref = q[cand[0]]
+        for kind in kinds:
+            found: dict[int, tuple[int, float]] = {}
+            misses: list[str] = []
+            for g in groups:
+                if g is cand:
+                    continue
+                got = _classify(q[g[0]] / ref, q[g[0]].sum() / ref.sum(), kind, factors, rtol)
+                if isinstance(got, str):
+                    misses.append(f"run `{names[g[0]]}` {got} relative to base `{names[cand[0]]}` "
+                                  f"({kind})")
+                else:
+                    found[g[0]] = got
+            if not misses:
+                score = sum(any(abs(f / d - 1.0) <= rtol for d in factors) for _, f in found.values())
+                fits.append((score, cand, kind, found))
+            elif best_miss is None or len(misses) < best_miss[0]:
+                best_miss = (len(misses), misses[0])
+    if not fits:
+        detail = f": {best_miss[1]}" if best_miss else ""
+        raise BadInput("the runs are not a DDO perturbation design (a base run plus runs that each "
+                       "change one domain's quantity)" + detail, None,
+                       "give --base RUN_ID or --design, or keep only the runs of one budget's design")
+    top = max(f[0] for f in fits)
+    best = [f for f in fits if f[0] == top]
+    if len(best) > 1:
+        listed = ", ".join(f"`{names[f[1][0]]}` ({f[2]})" for f in best[:4])
+        raise BadInput(f"several runs could be the base of the DDO design: {listed}", None,
+                       "name it with --base RUN_ID")
+    _, cand, kind, found = best[0]
+    perturbed = [-1] * n
+    mult = [1.0] * n
+    for g in groups:
+        if g is cand:
+            continue
+        for r in g:
+            perturbed[r], mult[r] = found[g[0]]
+    return DDODesign(kind=kind, base=cand[0], base_runs=tuple(cand), perturbed=tuple(perturbed),
+                     factors=tuple(mult), multipliers=q / q[cand[0]])
+
+
+# --------------------------------------------------------------------------- the surrogate fit
+@dataclass(frozen=True)
+class DDOFit:
+    """Fitted surrogate y(x) = sum_i (x_i + a_i)^(-b_i) + C, C = sum_i c_i (split c_i = C / m)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    constant: float                  # C = sum_i c_i, the only identifiable part of the c_i
+    residuals: np.ndarray            # fitted minus observed y, per run
+    dof: int                         # runs minus fitted parameters (0: interpolation)
+    # (a, b, C) of other fits found as good as this one (the data cannot tell them apart)
+    alternatives: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
+
+    @property
+    def c(self) -> np.ndarray:
+        """Per-domain constants under the equal split of the shared constant."""
+        return np.full(len(self.a), self.constant / len(self.a))
+
+    @property
+    def rmse(self) -> float:
+        return float(np.sqrt(np.mean(self.residuals ** 2)))
+
+    def response(self, x: np.ndarray) -> np.ndarray:
+        """f_i(x_i) for each domain (columns), with the c_i split equally."""
+        x = np.asarray(x, dtype=float)
+        return (x + self.a) ** (-self.b) + self.c
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """y(x) for rows of multipliers x (or one vector)."""
+        return self.response(x).sum(axis=-1)
+
+
+def _model(theta: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
+    a, b, c = theta[:m], theta[m:2 * m], theta[-1]
+    return ((x + a) ** (-b)).sum(axis=1) + c
+
+
+def _jac(theta: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
+    a, b = theta[:m], theta[m:2 * m]
+    base = x + a
+    g = base ** (-b)
+    return np.hstack([-b * g / base, -np.log(base) * g, np.ones((len(x), 1))])
+
+
+_STARTS = [(a0, b0) for a0 in (0.0, 1.0, 4.0) for b0 in (0.1, 0.5, 2.0)]
+
+
+def _solve(theta0: np.ndarray, free: np.ndarray, x: np.ndarray, y: np.ndarray,
+           lo: np.ndarray, hi: np.ndarray, tol: float = 1e-10) -> tuple[np.ndarray, float]:
+    """Least squares over the parameters marked `free` (the rest held at theta0)."""
+    m = x.shape[1]
+    theta = theta0.copy()
+
+    def resid(t: np.ndarray) -> np.ndarray:
+        theta[free] = t
+        return _model(theta, x, m) - y
+
+    def jac(t: np.ndarray) -> np.ndarray:
+        theta[free] = t
+        return _jac(theta, x, m)[:, free]
+
+    start = np.clip(theta0[free], lo[free], hi[free])
+    res = least_squares(resid, start, jac=jac, bounds=(lo[free], hi[free]), method="trf",
+                        x_scale="jac", xtol=tol, ftol=tol, gtol=tol, max_nfev=200)
+    out = theta0.copy()
+    out[free] = res.x
+    return out, float(2.0 * res.cost)
+
+
+def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol: float = 1e-2,
+            domains: Sequence[str] | None = None) -> DDOFit:
+    """Fit y = sum_i (x_i + a_i)^(-b_i) + C jointly over all runs (AutoScale's DDO surrogate).
+
+    scipy.optimize.least_squares (trust-region reflective; bounds b_i in (0, 20],
+    a_i > -min(observed x_i, lower), so f_i is finite and convex wherever it is used). The joint
+    problem has local minima, so it is searched block by block: from the best of a 3 x 3 grid of
+    shared starts (a_i, b_i), each domain's (a_i, b_i, C) is refitted from the same grid with the
+    other domains held, then everything is polished jointly, until a sweep improves nothing.
+    Three points per domain (the paper's design) often admit two interpolating (a_i, b_i) with
+    different optima; such equally good fits found in the last sweep are kept in `alternatives`
+    (more factors per domain, or replicates, resolve them). Needs >= 3 distinct multipliers
+    (within `rtol`) per domain and at least 2m + 1 runs.
+    """
+    x = np.asarray(multipliers, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, m = x.shape
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x <= 0).any():
+        raise BadInput("DDO needs finite objectives and positive multipliers", None,
+                       "drop failed runs and runs without some domain")
+    names = list(domains) if domains is not None else [f"#{i}" for i in range(m)]
+    for i in range(m):
+        distinct = _group_points(x[:, i:i + 1], rtol)
+        if len(distinct) < 3:
+            raise BadInput(f"domain `{names[i]}` has {len(distinct)} distinct token quantities; "
+                           "DDO needs 3",
+                           None, "run the base, a down and an up perturbation of every domain")
+    if n < 2 * m + 1:
+        raise BadInput(f"{n} runs for {2 * m + 1} parameters", None,
+                       "run the base plus a down and an up perturbation of every domain")
+    x_min = np.minimum(x.min(axis=0), lower)
+    lo = np.concatenate([-(1.0 - _POLE_GAP) * x_min, np.full(m, 1e-8), [-np.inf]])
+    hi = np.concatenate([np.full(m, _A_MAX), np.full(m, _B_MAX), [np.inf]])
+    everything = np.ones(2 * m + 1, dtype=bool)
+
+    def start(theta: np.ndarray) -> np.ndarray:
+        theta = np.clip(theta, lo, hi)
+        theta[-1] = np.mean(y - _model(theta, x, m))
+        return theta
+
+    theta, sse = min((_solve(start(np.concatenate([np.full(m, a0), np.full(m, b0), [0.0]])),
+                             everything, x, y, lo, hi) for a0, b0 in _STARTS), key=lambda r: r[1])
+    scale = float(np.sum((y - y.mean()) ** 2)) + 1e-300
+    for _sweep in range(10):
+        alternatives: list[np.ndarray] = []
+        improved = False
+        for i in range(m):
+            block = np.zeros(2 * m + 1, dtype=bool)
+            block[[i, m + i, 2 * m]] = True
+            tries = []
+            for a0, b0 in _STARTS:
+                t0 = theta.copy()
+                t0[i], t0[m + i] = a0, b0
+                tries.append(_solve(start(t0), block, x, y, lo, hi))
+            cand, cand_sse = min(tries, key=lambda r: r[1])
+            if cand_sse < sse - 1e-10 * scale:
+                theta, sse = _solve(cand, everything, x, y, lo, hi)
+                improved = True
+                continue
+            # equally good (a_i, b_i) elsewhere: the data cannot tell them apart
+            tol = max(1e-20 * scale, 0.1 * sse)  # 5% in RMSE
+            for t, t_sse in tries:
+                if t_sse <= sse + tol and all(
+                        not np.allclose(t[[i, m + i]], u[[i, m + i]], rtol=1e-3, atol=1e-4)
+                        for u in [theta, *[v for v in alternatives if v[i] != theta[i]]]):
+                    alternatives.append(t)
+        if not improved:
+            break
+    theta, sse = _solve(theta, everything, x, y, lo, hi, tol=1e-15)
+    residuals = _model(theta, x, m) - y
+    return DDOFit(a=theta[:m].copy(), b=theta[m:2 * m].copy(), constant=float(theta[-1]),
+                  residuals=residuals, dof=n - (2 * m + 1),
+                  alternatives=tuple((t[:m].copy(), t[m:2 * m].copy(), float(t[-1]))
+                                     for t in alternatives))
+
+
+# --------------------------------------------------------------------------- the optimum
+@dataclass(frozen=True)
+class DDOOptimum:
+    multipliers: np.ndarray          # x_i* (multiples of the base quantities)
+    weights: np.ndarray              # w_i = w0_i x_i*, summing to 1
+    at_bound: tuple[int, ...]        # domains held at the lower bound
+    objective: float                 # predicted y(x*) (normalised by the base run)
+    lagrange: float                  # lambda: the marginal value of budget
+
+
+def optimize_mixture(fit: DDOFit, base_weights: np.ndarray, *, lower: float = 0.2) -> DDOOptimum:
+    """Minimise sum_i f_i(x_i) s.t. sum_i w0_i x_i = 1, x_i >= lower (exact KKT solution).
+
+    Stationarity f_i'(x_i) = -lambda w0_i gives x_i(lambda) = max(lower,
+    (b_i / (lambda w0_i))^(1/(1+b_i)) - a_i), decreasing in lambda; brentq on log(lambda) finds the
+    lambda that spends the budget. The problem is convex (f_i convex), so this is the optimum.
+    """
+    w0 = np.asarray(base_weights, dtype=float)
+    w0 = w0 / w0.sum()
+    a, b = fit.a, fit.b
+    if not 0.0 < lower <= 1.0:
+        raise BadInput(f"lower bound {lower} on the multipliers", None,
+                       "give --min-multiplier in (0, 1]: the base mixture itself must be feasible")
+
+    def x_of(log_lam: float) -> tuple[np.ndarray, np.ndarray]:
+        free = np.exp((np.log(b) - log_lam - np.log(w0)) / (1.0 + b)) - a
+        return np.maximum(free, lower), free
+
+    def spent(log_lam: float) -> float:
+        return float(w0 @ x_of(log_lam)[0]) - 1.0
+
+    # lambda_hi: every domain at the bound (spends `lower` <= 1); lambda_lo: some domain alone
+    # takes the whole budget (x_i = 1 / w0_i).
+    log_hi = float(np.max(np.log(b) - np.log(w0) - (1.0 + b) * np.log(lower + a))) + 1e-9
+    log_lo = float(np.min(np.log(b) - np.log(w0) - (1.0 + b) * np.log(1.0 / w0 + a))) - 1e-9
+    if spent(log_hi) >= 0.0:  # lower == 1: the base mixture is the only feasible point
+        log_lam = log_hi
+    else:
+        log_lam = brentq(spent, log_lo, log_hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    x, free = x_of(log_lam)
+    x = x / (w0 @ x)  # remove the root finder's last ~1e-15 of budget error
+    x = np.maximum(x, lower)
+    weights = w0 * x
+    return DDOOptimum(multipliers=x, weights=weights / weights.sum(),
+                      at_bound=tuple(int(i) for i in np.flatnonzero(free <= lower)),
+                      objective=float(fit.predict(x)), lagrange=float(np.exp(log_lam)))
+
+
+# --------------------------------------------------------------------------- all of it
+@dataclass(frozen=True)
+class DDOResult:
+    design: DDODesign
+    fit: DDOFit
+    optimum: DDOOptimum
+    base_quantities: np.ndarray      # N_i(base)
+    base_objective: float            # mean objective of the base point's runs (the y unit)
+    # largest weight change if an equally good alternative fit were used (0: the fit is unique)
+    weight_spread: float = 0.0
+
+
+def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None = None,
+              design: str = "auto", factors: Sequence[float] = (0.2, 3.0), lower: float = 0.2,
+              rtol: float = 1e-2, names: Sequence[str] | None = None,
+              domains: Sequence[str] | None = None) -> DDOResult:
+    """DDO from per-run token quantities (runs x domains) and each run's final objective.
+    `names` label the runs and `domains` the columns in error messages."""
+    q = np.asarray(quantities, dtype=float)
+    obj = np.asarray(objective, dtype=float)
+    d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
+    base_obj = float(np.mean(obj[list(d.base_runs)]))
+    if not base_obj > 0:
+        raise BadInput(f"the base run's objective is {base_obj}", None,
+                       "DDO normalises by the base objective; use a positive metric (loss, perplexity)")
+    fit = fit_ddo(d.multipliers, obj / base_obj, lower=lower, rtol=rtol, domains=domains)
+    base_q = q[d.base]
+    opt = optimize_mixture(fit, base_q / base_q.sum(), lower=lower)
+    spread = 0.0
+    for a, b, c in fit.alternatives:
+        alt = DDOFit(a=a, b=b, constant=c, residuals=fit.residuals, dof=fit.dof)
+        alt_w = optimize_mixture(alt, base_q / base_q.sum(), lower=lower).weights
+        spread = max(spread, float(np.abs(alt_w - opt.weights).max()))
+    return DDOResult(design=d, fit=fit, optimum=opt, base_quantities=base_q, base_objective=base_obj,
+                     weight_spread=spread)
