@@ -1,0 +1,334 @@
+"""Domain sources: a name plus paths / globs / URIs in one of four formats, on any pyarrow filesystem.
+
+`resolve_source` turns a `DomainSource` into concrete files (with sizes and modification times, the
+identity used by the packing cache) and checks them before any Ray work starts, so that a wrong
+path, an empty glob, an unknown format or a missing text column is one clear `BadInput` line.
+`read_domain` then reads the files with Ray Data into a dataset with one `text` column.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from autoscale_ray.errors import BadInput
+
+FORMATS = ("auto", "parquet", "jsonl", "text", "hf")
+_EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+    ".txt": "text", ".text": "text", ".md": "text", ".rst": "text",
+}
+# Files a Parquet/Spark/HF writer leaves beside the data.
+_SKIP_PREFIXES = (".", "_")
+_HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class DomainSource:
+    """One domain of the user's corpus.
+
+    `paths`: local paths, globs (`data/web/*.parquet`, `**` for any depth) or URIs
+    (`file://`, `s3://`, `gs://`, anything `pyarrow.fs.FileSystem.from_uri` knows).
+    `format`: auto (from the file extension) | parquet | jsonl | text (one document per line) |
+    hf (a `datasets` dataset saved with `save_to_disk`, local).
+    `storage_options`: extra keyword arguments of the pyarrow filesystem, e.g.
+    `{"endpoint_override": "http://127.0.0.1:9000"}` for an S3-compatible store
+    (`AWS_ENDPOINT_URL` is honoured too).
+    """
+
+    name: str
+    paths: tuple[str, ...]
+    format: str = "auto"
+    text_column: str = "text"
+    storage_options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.paths, (str, os.PathLike)):
+            object.__setattr__(self, "paths", (str(self.paths),))
+        else:
+            object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+
+
+@dataclass(frozen=True)
+class ResolvedFile:
+    uri: str          # as given to the filesystem (path inside it)
+    size: int
+    mtime_ns: int
+    format: str       # parquet | jsonl | text | hf
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    source: DomainSource
+    filesystem: pafs.FileSystem
+    files: tuple[ResolvedFile, ...]
+
+    def identity(self) -> dict[str, Any]:
+        """What the packing cache key is made of: the files and their sizes and mtimes."""
+        return {"name": self.source.name, "format": self.source.format,
+                "text_column": self.source.text_column,
+                "filesystem": self.filesystem.type_name,
+                "files": [[f.uri, f.size, f.mtime_ns, f.format] for f in self.files]}
+
+
+def sources_from_config(obj: Any, where: str = "data.domains") -> list[DomainSource]:
+    """Parse the `domains` section of a config: {name: {paths: [...], format, text_column,
+    storage_options}} (a bare list or string of paths is also accepted as `paths`)."""
+    if not isinstance(obj, Mapping) or not obj:
+        raise BadInput("`domains` must be a non-empty mapping {domain_name: {paths: [...]}}", where)
+    out = []
+    for name, spec in obj.items():
+        key = f"{where}.{name}"
+        if isinstance(spec, (str, list, tuple)):
+            spec = {"paths": spec}
+        if not isinstance(spec, Mapping):
+            raise BadInput("a domain must be a mapping with `paths`", key,
+                           "write e.g. {paths: [\"data/web/*.parquet\"]}")
+        unknown = set(spec) - {"paths", "format", "text_column", "storage_options"}
+        if unknown:
+            raise BadInput(f"unknown key(s) {sorted(unknown)}", key,
+                           "allowed: paths, format, text_column, storage_options")
+        paths = spec.get("paths")
+        if isinstance(paths, str):
+            paths = [paths]
+        if not paths or not all(isinstance(p, str) and p for p in paths):
+            raise BadInput("`paths` must be a non-empty list of paths, globs or URIs", f"{key}.paths")
+        out.append(DomainSource(str(name), tuple(paths), str(spec.get("format", "auto")),
+                                str(spec.get("text_column", "text")),
+                                dict(spec.get("storage_options") or {})))
+    return out
+
+
+def check_sources(sources: Sequence[DomainSource]) -> None:
+    if not sources:
+        raise BadInput("no domains given", "sources", "give at least one DomainSource")
+    seen: set[str] = set()
+    for s in sources:
+        if not isinstance(s, DomainSource):
+            raise BadInput(f"expected a DomainSource, got {type(s).__name__}", "sources")
+        if not s.name or not s.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise BadInput(f"domain name {s.name!r} is not a simple name", "sources",
+                           "use letters, digits, '_', '-', '.'")
+        if s.name in seen:
+            raise BadInput(f"domain `{s.name}` is given twice", "sources", "merge its paths into one")
+        seen.add(s.name)
+        if s.format not in FORMATS:
+            raise BadInput(f"unknown format `{s.format}`", f"domain `{s.name}`",
+                           f"use one of {', '.join(FORMATS)}")
+        if not s.paths:
+            raise BadInput("no paths", f"domain `{s.name}`", "give at least one path, glob or URI")
+
+
+def filesystem_for(uri: str, storage_options: Mapping[str, Any] | None = None
+                   ) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it for a local path or a URI."""
+    opts = dict(storage_options or {})
+    scheme = urlparse(uri).scheme
+    if not scheme or len(scheme) == 1:  # plain path (or a Windows drive letter)
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+    if scheme == "s3":
+        endpoint = opts.pop("endpoint_override", None) or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            parsed = urlparse(endpoint)
+            opts.setdefault("scheme", parsed.scheme or "https")
+            endpoint = parsed.netloc or parsed.path
+        if "region" not in opts and os.environ.get("AWS_DEFAULT_REGION"):
+            opts["region"] = os.environ["AWS_DEFAULT_REGION"]
+        fs = pafs.S3FileSystem(endpoint_override=endpoint, **opts)
+        parsed = urlparse(uri)
+        return fs, f"{parsed.netloc}{parsed.path}"
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / ValueError for unknown schemes
+        raise BadInput(f"cannot open `{uri}`: {str(exc).splitlines()[0]}", "paths",
+                       "use a local path or a file://, s3:// or gs:// URI") from None
+    return fs, path
+
+
+def _format_of(path: str, declared: str, where: str) -> str:
+    if declared != "auto":
+        return declared
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _EXTENSIONS:
+        raise BadInput(f"unknown format of `{path}` (extension `{ext or 'none'}`)", where,
+                       "set format: parquet | jsonl | text | hf, or use .parquet/.jsonl/.txt files")
+    return _EXTENSIONS[ext]
+
+
+def _is_hf_dir(fs: pafs.FileSystem, path: str) -> bool:
+    infos = fs.get_file_info([f"{path.rstrip('/')}/{m}" for m in _HF_MARKERS])
+    return any(i.type == pafs.FileType.File for i in infos)
+
+
+def _expand(fs: pafs.FileSystem, path: str, where: str) -> list[pafs.FileInfo]:
+    """Files named by one path: the file itself, the files under a folder, or a glob's matches."""
+    if any(c in path for c in _GLOB_CHARS):
+        first = min(path.find(c) for c in _GLOB_CHARS if c in path)
+        base = path[:first].rsplit("/", 1)[0] or "/"
+        try:
+            found = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise BadInput(f"cannot list `{base}`: {str(exc).splitlines()[0]}", where) from None
+        pattern = path.replace("**/", "*").replace("**", "*")
+        matches = [i for i in found if i.type == pafs.FileType.File
+                   and fnmatch.fnmatchcase(i.path, pattern)
+                   and not i.base_name.startswith(_SKIP_PREFIXES)]
+        if not matches:
+            raise BadInput(f"glob `{path}` matches no file", where,
+                           "check the pattern and that the files exist")
+        return sorted(matches, key=lambda i: i.path)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise BadInput(f"path `{path}` does not exist", where, "check the path or URI")
+    if info.type == pafs.FileType.File:
+        return [info]
+    if _is_hf_dir(fs, path):
+        return [info]  # the saved dataset as a whole
+    found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    files = sorted((i for i in found if i.type == pafs.FileType.File
+                    and not any(part.startswith(_SKIP_PREFIXES)
+                                for part in i.path[len(path):].split("/") if part)),
+                   key=lambda i: i.path)
+    if not files:
+        raise BadInput(f"folder `{path}` holds no files", where, "point at the data files")
+    return files
+
+
+def resolve_source(source: DomainSource) -> ResolvedSource:
+    """Expand paths and globs to files and check them (existence, format, text column)."""
+    where = f"domain `{source.name}`"
+    fs: pafs.FileSystem | None = None
+    files: list[ResolvedFile] = []
+    for raw in source.paths:
+        fs_i, path = filesystem_for(raw, source.storage_options)
+        if fs is None:
+            fs = fs_i
+        elif fs_i.type_name != fs.type_name:
+            raise BadInput(f"`{raw}` is on a different filesystem ({fs_i.type_name}) than the "
+                           f"domain's first path ({fs.type_name})", where,
+                           "keep one domain's files on one filesystem")
+        for info in _expand(fs_i, path, where):
+            if info.type == pafs.FileType.Directory:
+                fmt = "hf"
+                if source.format not in ("auto", "hf"):
+                    raise BadInput(f"`{info.path}` is a saved `datasets` dataset, not {source.format}",
+                                   where, "set format: hf")
+            else:
+                fmt = _format_of(info.path, source.format, where)
+                if fmt == "hf":
+                    raise BadInput(f"`{info.path}` is a file, not a `save_to_disk` folder", where,
+                                   "point format hf at the folder the dataset was saved to")
+            mtime = int(info.mtime_ns or 0)
+            files.append(ResolvedFile(info.path, int(info.size or 0), mtime, fmt))
+    assert fs is not None
+    if all(f.size == 0 for f in files if f.format != "hf"):
+        if not any(f.format == "hf" for f in files):
+            raise BadInput("every file is empty", where, "the domain has no text to train on")
+    resolved = ResolvedSource(source, fs, tuple(files))
+    _check_columns(resolved)
+    return resolved
+
+
+def _check_columns(rs: ResolvedSource) -> None:
+    """The text column must exist in every Parquet/JSONL file (schema / first record only)."""
+    src, where = rs.source, f"domain `{rs.source.name}`"
+    col = src.text_column
+    for f in rs.files:
+        if f.format == "parquet":
+            import pyarrow.parquet as pq
+            try:
+                with rs.filesystem.open_input_file(f.uri) as fh:
+                    names = pq.read_schema(fh).names
+            except Exception as exc:
+                raise BadInput(f"`{f.uri}` is not a readable Parquet file "
+                               f"({str(exc).splitlines()[0]})", where) from None
+            if col not in names:
+                raise BadInput(f"no column `{col}` in `{f.uri}` (columns: {', '.join(names[:8])})",
+                               where, "set text_column to the column holding the text")
+        elif f.format == "jsonl" and f.size:
+            with rs.filesystem.open_input_stream(f.uri) as fh:
+                head = fh.read(1 << 20).split(b"\n")
+            line = next((x for x in head if x.strip()), b"")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise BadInput(f"`{f.uri}` does not start with a JSON object per line", where,
+                               "JSONL needs one JSON object per line") from None
+            if not isinstance(record, dict) or col not in record:
+                keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
+                raise BadInput(f"no field `{col}` in the first record of `{f.uri}` (found: {keys})",
+                               where, "set text_column to the field holding the text")
+        elif f.format == "hf":
+            _hf_table(rs, f.uri)  # raises BadInput on a missing column
+
+
+def _hf_table(rs: ResolvedSource, path: str):
+    """The text column of a `save_to_disk` dataset as a (memory-mapped) pyarrow table."""
+    where = f"domain `{rs.source.name}`"
+    if not isinstance(rs.filesystem, pafs.LocalFileSystem):
+        raise BadInput(f"`{path}`: format hf is read from local folders only", where,
+                       "copy the dataset locally or convert it to Parquet")
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(path)
+    except Exception as exc:
+        raise BadInput(f"cannot load `{path}` with datasets.load_from_disk "
+                       f"({str(exc).splitlines()[0]})", where) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise BadInput(f"`{path}` holds splits {list(ds)} but no `train`", where,
+                           "point at one split's folder")
+        ds = ds["train"]
+    col = rs.source.text_column
+    if col not in ds.column_names:
+        raise BadInput(f"no column `{col}` in `{path}` (columns: {', '.join(ds.column_names[:8])})",
+                       where, "set text_column to the column holding the text")
+    ds = ds.select_columns([col])
+    table = ds.data.table if ds._indices is None else ds.with_format("arrow")[:]
+    return table.rename_columns(["text"])
+
+
+def read_domain(rs: ResolvedSource, *, rows_per_block: int = 2048):
+    """A Ray Dataset with one string column `text` holding the domain's documents."""
+    import ray.data
+
+    by_format: dict[str, list[str]] = {}
+    for f in rs.files:
+        by_format.setdefault(f.format, []).append(f.uri)
+    col = rs.source.text_column
+    parts = []
+    for fmt, uris in by_format.items():
+        if fmt == "parquet":
+            ds = ray.data.read_parquet(uris, filesystem=rs.filesystem, columns=[col])
+        elif fmt == "jsonl":
+            # Arrow's JSON reader reads newline-delimited JSON and takes a filesystem (lines=True does not)
+            ds = ray.data.read_json(uris, filesystem=rs.filesystem, file_extensions=None)
+        elif fmt == "text":
+            parts.append(ray.data.read_text(uris, filesystem=rs.filesystem))  # column `text`
+            continue
+        else:  # hf: memory-mapped Arrow, handed to Ray in row slices so it is read in parallel
+            tables = []
+            for uri in uris:
+                table = _hf_table(rs, uri)
+                tables += [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)]
+            if not tables:
+                continue
+            ds = ray.data.from_arrow(tables)
+            parts.append(ds)
+            continue
+        if col != "text":
+            ds = ds.rename_columns({col: "text"})
+        parts.append(ds.select_columns(["text"]))
+    if not parts:
+        raise BadInput("no documents", f"domain `{rs.source.name}`", "the domain is empty")
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]

@@ -1,0 +1,47 @@
+"""`autoscale-ray corpus build [--out DIR]`: build the embedded default corpus (no network)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from autoscale_ray.verbs.output import format_table
+
+
+def corpus_build(out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Build (or find cached) the embedded corpus; returns its folder and per-domain sizes."""
+    from autoscale_ray.data.embedded import build_embedded_corpus
+
+    root = build_embedded_corpus(out, force=force)
+    prov = json.loads((root / "provenance.json").read_text(encoding="utf-8"))
+    return {"path": str(root), "key": prov["key"],
+            "domains": {name: {"documents": d["documents"], "bytes": d["bytes"],
+                               "description": d["description"]}
+                        for name, d in prov["domains"].items()}}
+
+
+def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    obj = corpus_build(args.out, force=args.force)
+    rows = [(name, d["documents"], d["bytes"], d["description"]) for name, d in obj["domains"].items()]
+    text = (f"embedded corpus: {obj['path']}\n"
+            + format_table(["domain", "documents", "bytes", "text"], rows)
+            + "\nprovenance (every source file): provenance.json in that folder")
+    return obj, text
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("corpus", help="the embedded default corpus",
+                                   description="Build the embedded default corpus: real text from the "
+                                               "Python installation, no network.")
+    sub = parser.add_subparsers(dest="corpus_action", required=True, metavar="ACTION",
+                                parser_class=type(parser))
+    build = sub.add_parser("build", help="build (or find cached) the embedded corpus",
+                           description="Write >= 4 domains of >= 2 MB of real text each as Parquet, "
+                                       "with provenance.json; cached by installed versions.")
+    build.add_argument("--out", default=None,
+                       help="folder to write (default: ~/.cache/autoscale-ray/corpus/<key>)")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.add_argument("--json", action="store_true", help="print one JSON object")
+    build.set_defaults(func=_run)
