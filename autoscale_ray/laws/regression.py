@@ -8,7 +8,7 @@ The regressor here is ridge regression on features [w, log(w + eps)]: the linear
 linear model; the log part captures the diminishing return of adding tokens to a domain (a domain's
 loss falls roughly like a power of its share), which a purely linear model cannot. The ridge
 penalty and eps are chosen by exact leave-one-out cross-validation over a small grid, in closed
-form from one SVD per eps (see `fit_ridge_mixture`). Pure numpy/scipy.
+form from one eigendecomposition per eps (see `_loo_path`). Pure numpy/scipy.
 """
 
 from __future__ import annotations
@@ -109,16 +109,21 @@ def _as_weights(weights: Sequence[Sequence[float]] | np.ndarray, where: str) -> 
 def _loo_path(z: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
     """Exact leave-one-out MSE of ridge with an unpenalised intercept for each alpha.
 
-    With centred design Z = U S V^T the hat matrix is H = 11^T/n + U diag(s^2/(s^2+alpha)) U^T, and
-    the LOO residual of row i is e_i / (1 - H_ii) (the standard identity for linear smoothers)."""
+    With centred design Z and Z^T Z = V diag(lam) V^T, the hat matrix is
+    H = 11^T/n + (ZV) diag(1/(lam+alpha)) (ZV)^T, and the LOO residual of row i is e_i / (1 - H_ii)
+    (the standard identity for linear smoothers). One eigendecomposition of the small p x p Gram
+    matrix serves the whole alpha grid."""
     n = len(y)
-    u, s, _ = np.linalg.svd(z, full_matrices=False)
-    uty = u.T @ (y - y.mean())
+    lam, v = np.linalg.eigh(z.T @ z)
+    lam = np.clip(lam, 0.0, None)  # round-off can make a null direction slightly negative
+    zv = z @ v
+    zv2 = zv * zv
+    vty = zv.T @ (y - y.mean())
     out = np.empty(len(alphas))
     for k, a in enumerate(alphas):
-        shrink = s * s / (s * s + a)
-        fitted = y.mean() + u @ (shrink * uty)
-        h = 1 / n + (u * u) @ shrink
+        inv = 1.0 / (lam + a)
+        fitted = y.mean() + zv @ (inv * vty)
+        h = 1 / n + zv2 @ inv
         out[k] = float(np.mean(((y - fitted) / (1 - h)) ** 2))
     return out
 
@@ -146,8 +151,7 @@ def fit_ridge_mixture(weights: Sequence[Sequence[float]] | np.ndarray,
     """Ridge regression of the objective y on [w, log(w + eps)] (RegMix baseline, Liu et al. 2024).
 
     Minimises ||y - b0 - Z beta||^2 + alpha ||beta||^2 over standardised features Z; (alpha, eps)
-    is the pair of the grid with the lowest exact leave-one-out MSE (closed form via the SVD,
-    `_loo_path`). Rows of `weights` are normalised to sum 1."""
+    is the pair of the grid with the lowest exact leave-one-out MSE (closed form, `_loo_path`). Rows of `weights` are normalised to sum 1."""
     w = _as_weights(weights, "fit_ridge_mixture")
     yv = np.asarray(y, dtype=float).ravel()
     if len(yv) != len(w):
