@@ -82,6 +82,8 @@ def _classify(x: np.ndarray, total_ratio: float, kind: str, factors: Sequence[fl
         i = match[0] if len(match) == 1 else int(np.argmax(np.abs(np.log(x))))
         return i, float(x[i])
     common = float(np.median(x))
+    if common <= 0:
+        return "leaves most domains without tokens"
     moved = np.flatnonzero(np.abs(x / common - 1.0) > rtol)
     if len(moved) != 1:
         return f"rescales {len(moved)} domains differently from the rest, not one"
@@ -207,7 +209,8 @@ _STARTS = [(a0, b0) for a0 in (0.0, 1.0, 4.0) for b0 in (0.1, 0.5, 2.0)]
 
 
 def _solve(theta0: np.ndarray, free: np.ndarray, x: np.ndarray, y: np.ndarray,
-           lo: np.ndarray, hi: np.ndarray, tol: float = 1e-10) -> tuple[np.ndarray, float]:
+           lo: np.ndarray, hi: np.ndarray, tol: float = 1e-8,
+           max_nfev: int = 100) -> tuple[np.ndarray, float]:
     """Least squares over the parameters marked `free` (the rest held at theta0)."""
     m = x.shape[1]
     theta = theta0.copy()
@@ -222,20 +225,20 @@ def _solve(theta0: np.ndarray, free: np.ndarray, x: np.ndarray, y: np.ndarray,
 
     start = np.clip(theta0[free], lo[free], hi[free])
     res = least_squares(resid, start, jac=jac, bounds=(lo[free], hi[free]), method="trf",
-                        x_scale="jac", xtol=tol, ftol=tol, gtol=tol, max_nfev=200)
+                        x_scale="jac", xtol=tol, ftol=tol, gtol=tol, max_nfev=max_nfev)
     out = theta0.copy()
     out[free] = res.x
     return out, float(2.0 * res.cost)
 
 
 def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol: float = 1e-2,
-            domains: Sequence[str] | None = None) -> DDOFit:
+            domains: Sequence[str] | None = None, n_starts: int = 24) -> DDOFit:
     """Fit y = sum_i (x_i + a_i)^(-b_i) + C jointly over all runs (AutoScale's DDO surrogate).
 
     scipy.optimize.least_squares (trust-region reflective; bounds b_i in (0, 20],
     a_i > -min(observed x_i, lower), so f_i is finite and convex wherever it is used). The joint
-    problem has local minima, so it is searched block by block: from the best of a 3 x 3 grid of
-    shared starts (a_i, b_i), each domain's (a_i, b_i, C) is refitted from the same grid with the
+    problem has local minima, so it is searched block by block: from the best of 9 shared starts
+    (a_i, b_i) on a 3 x 3 grid and `n_starts` mixed ones (each domain a grid point), each domain's (a_i, b_i, C) is refitted from the same grid with the
     other domains held, then everything is polished jointly, until a sweep improves nothing.
     Three points per domain (the paper's design) often admit two interpolating (a_i, b_i) with
     different optima; such equally good fits found in the last sweep are kept in `alternatives`
@@ -246,8 +249,8 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
     y = np.asarray(y, dtype=float)
     n, m = x.shape
     if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x <= 0).any():
-        raise BadInput("DDO needs finite objectives and positive multipliers", None,
-                       "drop failed runs and runs without some domain")
+        raise BadInput("DDO needs finite objectives and every run to train on every domain", None,
+                       "drop failed runs and runs that leave a domain out (use a small factor)")
     names = list(domains) if domains is not None else [f"#{i}" for i in range(m)]
     for i in range(m):
         distinct = _group_points(x[:, i:i + 1], rtol)
@@ -268,10 +271,17 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
         theta[-1] = np.mean(y - _model(theta, x, m))
         return theta
 
-    theta, sse = min((_solve(start(np.concatenate([np.full(m, a0), np.full(m, b0), [0.0]])),
-                             everything, x, y, lo, hi) for a0, b0 in _STARTS), key=lambda r: r[1])
+    # Joint starts: the shared grid points, then mixed ones (each domain its own grid point, from
+    # a fixed-seed generator so the fit is deterministic): the joint problem's local minima
+    # differ in which domains took which shape, and mixed starts cover the combinations.
+    grid = np.array(_STARTS)
+    picks = [np.full(m, k) for k in range(len(grid))]
+    rng = np.random.default_rng(0)
+    picks += [rng.integers(len(grid), size=m) for _ in range(n_starts)]
+    theta, sse = min((_solve(start(np.concatenate([grid[p, 0], grid[p, 1], [0.0]])),
+                             everything, x, y, lo, hi) for p in picks), key=lambda r: r[1])
     scale = float(np.sum((y - y.mean()) ** 2)) + 1e-300
-    for _sweep in range(10):
+    for _sweep in range(4):
         alternatives: list[np.ndarray] = []
         improved = False
         for i in range(m):
@@ -296,7 +306,7 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
                     alternatives.append(t)
         if not improved:
             break
-    theta, sse = _solve(theta, everything, x, y, lo, hi, tol=1e-15)
+    theta, sse = _solve(theta, everything, x, y, lo, hi, tol=1e-15, max_nfev=1000)
     residuals = _model(theta, x, m) - y
     return DDOFit(a=theta[:m].copy(), b=theta[m:2 * m].copy(), constant=float(theta[-1]),
                   residuals=residuals, dof=n - (2 * m + 1),
