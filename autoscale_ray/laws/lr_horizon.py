@@ -81,7 +81,11 @@ class LRHorizonLaw:
       per-horizon vertex variances v1, v2 (delta method on each quadratic) are propagated through
       the interpolation weights, var = (1 - l)^2 v1 + l^2 v2 with l = (log D - log D1) / (log D2 -
       log D1), with a t quantile at the Welch-Satterthwaite degrees of freedom of the two fits.
-      If either quadratic has no residual degrees of freedom the interval is (NaN, NaN).
+      If either quadratic has no residual degrees of freedom the interval is (NaN, NaN). This
+      covers the noise of the two vertices only; horizon-to-horizon scatter cannot be estimated
+      from two points, so it is narrower in spirit than the n >= 3 prediction interval.
+    The line itself is ordinary (unweighted) least squares: per-horizon vertex variances from a
+    few LRs are too noisy to serve as weights.
     """
 
     B: float
