@@ -1,0 +1,133 @@
+"""The `ddo` and `project` verbs: Python API, argparse registration and the installed CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscale_ray.atomic import write_json
+from autoscale_ray.errors import BadInput
+from autoscale_ray.runs import write_runs
+from autoscale_ray.verbs import ddo as ddo_verb
+from autoscale_ray.verbs import project as project_verb
+
+DOMAINS = ("web", "wiki", "code")
+A, B = np.array([0.3, 1.0, 3.0]), np.array([0.8, 1.2, 0.2])   # `code` saturates: at the bound
+CLI = Path(sys.executable).with_name("autoscale-ray")
+
+
+def true_weights(w0: np.ndarray) -> np.ndarray:
+    """Independent optimum: dense grid over x_web, x_wiki (x_code spends the rest of the budget)."""
+    g = np.linspace(0.2, 1 / w0.min(), 1500)
+    x0, x1 = np.meshgrid(g, g, indexing="ij")
+    x2 = (1 - w0[0] * x0 - w0[1] * x1) / w0[2]
+    x = np.stack([x0, x1, x2], axis=-1)[x2 >= 0.2]
+    best = x[np.argmin(((x + A) ** (-B)).sum(axis=1))]
+    return best * w0
+
+
+def runs_csv(path: Path, w0: np.ndarray, kind: str = "fixed-others") -> Path:
+    """A runs table for the synthetic design: two evaluations per run, the final one is used."""
+    budget = 2e6
+    rows = []
+    points = [("base", w0.copy())]
+    for i, d in enumerate(DOMAINS):
+        for f in (0.2, 0.5, 2.0, 2.5):
+            q = w0.copy()
+            q[i] *= f
+            if kind == "fixed-total":
+                q[np.arange(3) != i] *= (1 - q[i]) / (1 - w0[i])
+            points.append((f"{d}-x{f:g}", q))
+    for name, q in points:
+        x = q / w0
+        y = ((x + A) ** (-B)).sum() + 1 - ((1 + A) ** (-B)).sum()
+        total = q.sum() * budget
+        for frac, extra in ((0.5, 0.4), (1.0, 0.0)):
+            rows.append({"run_id": name, "tokens": frac * total, "budget": total,
+                         **{f"w.{d}": v for d, v in zip(DOMAINS, q)}, "loss": 3.1 * y + extra})
+    write_runs(pd.DataFrame(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fixed-others", "fixed-total"])
+def test_ddo_function_recovers_truth(tmp_path: Path, kind: str) -> None:
+    w0 = np.array([0.38, 0.34, 0.28])
+    mix = ddo_verb.ddo(runs_csv(tmp_path / "runs.csv", w0, kind), down=0.2, up=2.5)
+    assert mix.extra["base"] == "base" and mix.extra["design"] == kind
+    assert mix.tokens == pytest.approx(2e6)
+    np.testing.assert_allclose([mix.weights[d] for d in DOMAINS], true_weights(w0), atol=0.005)
+    assert mix.at_bound == ("code",)
+    assert mix.extra["rmse"] < 1e-8 and mix.extra["perturbations"]["wiki-x0.5"] == \
+        {"domain": "wiki", "factor": pytest.approx(0.5)}
+
+
+def test_ddo_register_json_and_bad_base(tmp_path: Path) -> None:
+    path = runs_csv(tmp_path / "runs.parquet", np.full(3, 1 / 3))
+    parser = argparse.ArgumentParser()
+    ddo_verb.register(parser.add_subparsers())
+    args = parser.parse_args(["ddo", str(path), "--base", "base", "--min-multiplier", "0.25",
+                              "--json"])
+    obj, text = args.func(args)
+    json.dumps(obj, allow_nan=False)
+    assert set(obj) >= {"tokens", "weights", "at_bound", "multipliers", "responses", "rmse"}
+    assert min(obj["multipliers"].values()) == pytest.approx(0.25)
+    assert "web" in text and "at bound" in text
+    with pytest.raises(BadInput, match="base run `nope` not found"):
+        ddo_verb.ddo(path, base="nope")
+    with pytest.raises(BadInput, match="runs.parquet.*not a DDO perturbation design"):
+        ddo_verb.ddo(path, base="web-x2")
+
+
+def test_project_function_and_domain_check(tmp_path: Path) -> None:
+    beta, gamma = np.array([1.3, 0.6, 2.2]), np.array([0.12, 0.45, 0.3])
+    opt = lambda t: (beta * gamma * t) ** (1 / (1 + gamma))  # noqa: E731
+    files = []
+    for k, t in enumerate((4e8, 1e8)):                          # any order
+        q = opt(t)
+        files.append(tmp_path / f"mix{k}.json")
+        write_json(files[-1], {"tokens": q.sum(), "weights": dict(zip(DOMAINS, q / q.sum())),
+                               "at_bound": ["code"] if k else []})
+    target = opt(3e10).sum()
+    mix = project_verb.project(files, target)
+    np.testing.assert_allclose([mix.weights[d] * target for d in DOMAINS], opt(3e10), rtol=1e-9)
+    assert mix.at_bound == ("code",) and mix.extra["source_at_bound"] == {str(files[1]): ["code"]}
+    floored = project_verb.project(files, target, min_weight=0.3)
+    assert min(floored.weights.values()) == pytest.approx(0.3) and floored.extra["floored"]
+    write_json(tmp_path / "other.json", {"tokens": 1e9, "weights": {"web": 1, "books": 1, "code": 1}})
+    with pytest.raises(BadInput, match="unknown domains between files: books"):
+        project_verb.project([files[0], tmp_path / "other.json"], target)
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="autoscale-ray is not installed in this environment")
+def test_cli_ddo_then_project(tmp_path: Path) -> None:
+    """`ddo --json` at two budgets writes mixture files that `project` reads; bad input exits 2."""
+    outs = []
+    for k, w0 in enumerate((np.full(3, 1 / 3), np.array([0.4, 0.35, 0.25]))):
+        path = runs_csv(tmp_path / f"runs{k}.csv", w0)
+        if k:  # the second budget: ten times the tokens
+            frame = pd.read_csv(path)
+            frame[["tokens", "budget"]] *= 10
+            frame.to_csv(path, index=False)
+        done = subprocess.run([str(CLI), "ddo", str(path), "--up", "2.5", "--json"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        obj = json.loads(done.stdout)
+        outs.append(tmp_path / f"mix{k}.json")
+        outs[-1].write_text(done.stdout)
+        assert obj["weights"].keys() == set(DOMAINS) and obj["at_bound"] == ["code"]
+    done = subprocess.run([str(CLI), "project", *map(str, outs), "--target-tokens", "2B", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    obj = json.loads(done.stdout)
+    assert obj["tokens"] == 2e9 and sum(obj["weights"].values()) == pytest.approx(1.0)
+    assert set(obj) >= {"exponent", "ratios", "sources", "at_bound"}
+    bad = subprocess.run([str(CLI), "project", str(outs[0]), "--target-tokens", "2B"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "two or more" in bad.stderr and not bad.stdout
