@@ -153,8 +153,10 @@ class PackedCorpus:
                   for a in range(start, plan.n_sequences, rows)]
         if not tables:
             tables = [pa.table({"domain": plan.domain_of[:0], "index": plan.index_of[:0]})]
-        return ray.data.from_arrow(tables).map_batches(
+        ds = ray.data.from_arrow(tables).map_batches(
             _gather_block, fn_kwargs={"corpus": self}, batch_format="numpy", batch_size=None)
+        ds.context.execution_options.preserve_order = True  # for direct iteration; Train: see below
+        return ds
 
 
 def _gather_block(batch: dict[str, np.ndarray], corpus: PackedCorpus) -> dict[str, np.ndarray]:
@@ -175,6 +177,5 @@ def stream_data_config(datasets_to_split: tuple[str, ...] = ("train",)):
     from ray.data import DataContext, ExecutionOptions
 
     current = DataContext.get_current().execution_options
-    opts = ExecutionOptions(resource_limits=current.resource_limits,
-                            exclude_resources=current.exclude_resources, preserve_order=True)
+    opts = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True)
     return ray.train.DataConfig(datasets_to_split=list(datasets_to_split), execution_options=opts)
