@@ -106,12 +106,17 @@ def model_spec(model: str, *, vocab_size: int, seq_len: int, objective: str = "a
     return ModelSpec(config=config, objective=chosen)
 
 
-def _config_from_file(path: str, objective: str) -> tuple[PretrainedConfig, str]:
-    p = Path(path)
-    if not p.exists():
-        raise BadInput(f"unknown model {path!r}: neither a preset nor an existing config file",
+def check_model_name(model: str) -> None:
+    """Fail early (before any data is read) on a model that is neither a preset nor a file."""
+    if model not in PRESETS and not Path(model).exists():
+        raise BadInput(f"unknown model {model!r}: neither a preset nor an existing config file",
                        "train config key `model`",
                        f"use one of {', '.join(PRESETS)} or a transformers config.json path")
+
+
+def _config_from_file(path: str, objective: str) -> tuple[PretrainedConfig, str]:
+    check_model_name(path)
+    p = Path(path)
     try:
         config = AutoConfig.from_pretrained(str(p))
     except (OSError, ValueError, KeyError) as exc:
