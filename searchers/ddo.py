@@ -38,7 +38,7 @@ log = logging.getLogger("autoscale_ray")
 class Fits(Protocol):
     """What the plan asks of the predictor."""
 
-    def add(self, key: str, rows: list[dict]) -> None: ...
+    def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None: ...
     def lr_for(self, budget: float) -> float: ...
     def ddo_optimum(self, probe: int) -> dict[str, Any]: ...
     def recommendation(self) -> dict[str, Any]: ...
@@ -95,7 +95,7 @@ class DDOPlan:
         self.done[spec.key] = "ok" if ok else "failed"
         if ok and rows:
             self.rows[spec.key] = rows
-            fits.add(spec.key, rows)
+            fits.add(spec.key, rows, {"probe": spec.probe, "arm": spec.tags.get("arm")})
         elif not ok:
             log.warning("trial %s (%s) failed or diverged: left out of every fit", trial_id, spec.key)
         for group, keys in list(self.waiting.items()):

@@ -48,7 +48,7 @@ class FakeFits:
     def __init__(self) -> None:
         self.added: list[str] = []
 
-    def add(self, key, rows):
+    def add(self, key, rows, meta=None):
         self.added.append(key)
 
     def lr_for(self, budget):

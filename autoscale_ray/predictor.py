@@ -1,0 +1,199 @@
+"""The predictor: holds the search's runs table and answers with the fitted laws.
+
+`Predictor` is plain Python (testable without Ray); in a search it runs as a named Ray actor
+(`start_predictor`) that every completed trial is sent to, and the searcher asks it through
+`PredictorClient`: the LR for a horizon (Bjorck et al. LR*(D) law), the DDO optimum at a probe
+budget (AutoScale's DDO), and the recommendation at the target (AutoScale's projection + LR law +
+per-domain L(D) fits of the expected losses).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.loss_law import fit_loss_law
+from autoscale_ray.laws.lr_horizon import fit_horizon, fit_lr_horizon
+from autoscale_ray.mixture import Mixture
+from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
+from autoscale_ray.verbs.ddo import ddo
+from autoscale_ray.verbs.project import project
+
+log = logging.getLogger("autoscale_ray")
+
+BETA_PRIOR = 0.32     # Bjorck et al.'s LR-horizon exponent, used until two horizons are fitted
+META = ("key", "stage", "probe", "arm")
+
+
+class Predictor:
+    def __init__(self, domains: Sequence[str], target: int, *, probes: Sequence[int],
+                 lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
+                 min_weight: float = 0.0) -> None:
+        self.domains = tuple(domains)
+        self.target = int(target)
+        self.probes = tuple(sorted(int(p) for p in probes))
+        self.fixed_lr = lr
+        self.min_multiplier = min_multiplier
+        self.metric = metric
+        self.min_weight = min_weight
+        self.rows: list[dict] = []
+        self.optima: dict[int, Mixture] = {}
+        self.notes: list[str] = []
+
+    # -- data -------------------------------------------------------------------------------
+    def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None:
+        """Add a completed trial's evaluation rows (one per checkpoint)."""
+        self.rows = [r for r in self.rows if r["key"] != key]  # a retried trial replaces its rows
+        stage = key.split("/", 1)[0]
+        for row in rows:
+            keep = {k: v for k, v in row.items()
+                    if k in ("run_id", "tokens", "budget", "params", "lr", "seed", "status", "loss")
+                    or k.startswith((WEIGHT_PREFIX, LOSS_PREFIX, "epochs."))}
+            keep.update({"key": key, "stage": stage, **dict(meta or {})})
+            self.rows.append(keep)
+
+    def frame(self, stage: str | None = None, probe: int | None = None) -> pd.DataFrame:
+        f = pd.DataFrame(self.rows)
+        if f.empty:
+            return f
+        if stage is not None:
+            f = f[f["stage"] == stage]
+        if probe is not None:
+            f = f[f["probe"] == probe]
+        return f.reset_index(drop=True)
+
+    def _table(self, frame: pd.DataFrame, what: str):
+        return validate(frame, f"<search: {what}>", require=["loss"])
+
+    # -- questions --------------------------------------------------------------------------
+    def lr_law(self):
+        """LR*(D) over the complete LR sweeps, or None with fewer than two usable horizons."""
+        f = self.frame("lr")
+        if f.empty or f["probe"].nunique() < 2:
+            return None
+        final = self._table(f, "lr sweep").final()
+        try:
+            return fit_lr_horizon(final["lr"], final["loss"], final["budget"])
+        except BadInput as exc:
+            self._note(f"LR law not fitted ({exc}); using per-horizon optima")
+            return None
+
+    def lr_for(self, budget: float) -> float:
+        """Peak LR for a run of `budget` tokens: the fitted LR*(D) law; with one swept horizon, its
+        vertex moved along D^-0.32 (Bjorck et al.); without a sweep, the configured LR."""
+        f = self.frame("lr")
+        if f.empty:
+            if self.fixed_lr is None:
+                raise RuntimeError("no LR sweep and no fixed LR in the configuration")
+            return float(self.fixed_lr)
+        law = self.lr_law()
+        if law is not None:
+            return float(law.predict(budget))
+        final = self._table(f, "lr sweep").final()
+        horizon = min(final["budget"].unique(), key=lambda d: abs(math.log(d / budget)))
+        sel = final[final["budget"] == horizon]
+        fit = fit_horizon(sel["lr"].to_numpy(float), sel["loss"].to_numpy(float), float(horizon))
+        if fit.used:
+            lr = fit.lr_star
+        else:
+            lr = float(sel.loc[sel["loss"].idxmin(), "lr"])
+            self._note(f"LR sweep at {horizon:.4g} tokens did not bracket its optimum ({fit.reason});"
+                       f" using its best observed LR {lr:.3g}")
+        return float(lr * (budget / horizon) ** -BETA_PRIOR)
+
+    def ddo_optimum(self, probe: int) -> dict[str, Any]:
+        f = self.frame("ddo", probe)
+        if f.empty:
+            raise RuntimeError(f"no completed DDO runs at probe budget {probe}")
+        designed = 2 * len(self.domains) + 1
+        runs = f["key"].nunique()
+        if runs < designed:
+            self._note(f"DDO at {probe:.4g} tokens rests on {runs} of {designed} designed runs")
+        base = f.loc[f["key"].str.endswith("/base"), "run_id"]
+        mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
+                  metric=self.metric, min_multiplier=self.min_multiplier)
+        self.optima[probe] = mix
+        return mix.to_json()
+
+    def expected_losses(self, tokens: float) -> dict[str, Any]:
+        """Per-domain L(D) = E + B/D^beta fitted on the checkpoints of the runs at each probe's
+        optimum (`verify` runs) or, without those, of the base-mixture DDO runs."""
+        source = "verify" if self.frame("verify").shape[0] else "ddo"
+        f = self.frame(source)
+        if source == "ddo":
+            f = f[f["key"].str.endswith("/base")]
+        out: dict[str, Any] = {"source": source, "runs": sorted(f["key"].unique()) if len(f) else []}
+        losses = {}
+        for d in self.domains:
+            col = LOSS_PREFIX + d
+            if col not in f.columns or len(f) < 4:
+                continue
+            pts = f[(f["tokens"] > 0) & np.isfinite(f[col])]
+            try:
+                law = fit_loss_law(pts[col].to_numpy(float), pts["tokens"].to_numpy(float))
+                losses[d] = float(law.predict(None, tokens))
+            except BadInput as exc:
+                self._note(f"L(D) for {d} not fitted: {exc}")
+        out["per_domain"] = losses
+        return out
+
+    def recommendation(self) -> dict[str, Any]:
+        missing = [p for p in self.probes if p not in self.optima]
+        for p in missing:
+            self.ddo_optimum(p)
+        sources = [self.optima[p] for p in self.probes]
+        if len(sources) >= 2:
+            mix = project(sources, self.target, min_weight=self.min_weight)
+        else:
+            mix = sources[0]
+            self._note("one probe budget only: the recommendation is its DDO optimum, not projected")
+        law = self.lr_law()
+        lr = float(law.predict(self.target)) if law else self.lr_for(self.target)
+        interval = list(law.interval(self.target)) if law else [math.nan, math.nan]
+        at_bound = sorted({d for m in sources for d in m.at_bound} | set(mix.at_bound))
+        return {
+            "tokens": self.target, "weights": dict(mix.weights), "at_bound": at_bound,
+            "lr": lr, "lr_interval": interval,
+            "expected_loss": self.expected_losses(self.target),
+            "evidence": {
+                "probe_optima": {str(p): self.optima[p].to_json() for p in self.probes},
+                "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
+                "lr_law": None if law is None else {"B": law.B, "beta": law.beta,
+                                                    "horizons": law.n_used},
+                "trials": sorted({r["key"] for r in self.rows}),
+                "notes": list(dict.fromkeys(self.notes)),
+            },
+        }
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            log.warning(text)
+            self.notes.append(text)
+
+
+class PredictorClient:
+    """The searcher's handle on the named predictor actor (looked up by name: pickle-safe)."""
+
+    def __init__(self, name: str) -> None:
+        import ray
+
+        self._actor = ray.get_actor(name)
+
+    def __getattr__(self, method: str):
+        import ray
+
+        remote = getattr(self._actor, method)
+        return lambda *a, **kw: ray.get(remote.remote(*a, **kw))
+
+
+def start_predictor(name: str, **kwargs: Any):
+    """Start (or reconnect to) the named predictor actor. It takes no CPU from trials."""
+    import ray
+
+    actor_cls = ray.remote(num_cpus=0)(Predictor)
+    return actor_cls.options(name=name, get_if_exists=True).remote(**kwargs)

@@ -1,0 +1,86 @@
+"""The predictor driving the DDO plan on a synthetic oracle with known laws (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoscale_ray.design import log_grid
+from autoscale_ray.predictor import Predictor
+from searchers.ddo import DDOPlan, PlanConfig
+
+DOMAINS = ("fast", "mid", "slow")
+E = np.array([1.0, 1.5, 2.0])
+B = np.array([20.0, 30.0, 40.0])
+G = np.array([0.6, 0.45, 0.35])     # "fast" saturates quickly, "slow" keeps improving
+LR_B, LR_BETA = 2.0, 0.3            # true LR*(D) = 2 D^-0.3
+
+
+def oracle(spec, n_evals: int = 6) -> list[dict]:
+    """Evaluation rows of one run: separable per-domain power laws in the domain's own tokens,
+    plus a quadratic penalty in log LR around the true LR*(budget)."""
+    w = np.array([spec.weights[d] for d in DOMAINS])
+    rows = []
+    for tokens in np.geomspace(spec.budget / 8, spec.budget, n_evals):
+        per = E + B * np.maximum(w * tokens, 1.0) ** -G
+        per = per + 0.05 * (np.log(spec.lr) - np.log(LR_B * spec.budget ** -LR_BETA)) ** 2
+        rows.append({"run_id": spec.key, "tokens": float(tokens), "budget": spec.budget,
+                     "lr": spec.lr, **{f"w.{d}": float(x) for d, x in zip(DOMAINS, w)},
+                     **{f"loss.{d}": float(x) for d, x in zip(DOMAINS, per)}})
+    return rows
+
+
+def run_search(probes, target):
+    cfg = PlanConfig(probes=probes, base_weights={d: 1 / 3 for d in DOMAINS}, target=target,
+                     lrs=log_grid(LR_B * probes[0] ** -LR_BETA, 5, 2.0))
+    pred = Predictor(DOMAINS, target, probes=probes)
+    plan = DDOPlan(cfg)
+    plan.start()
+    n = 0
+    while not plan.finished:
+        batch = []
+        while (spec := plan.next_spec(f"t{n}")) is not None:
+            batch.append((f"t{n}", spec))
+            n += 1
+        assert batch
+        for tid, spec in batch:
+            plan.complete(tid, oracle(spec), True, pred)
+    return plan, pred
+
+
+def test_search_on_a_known_oracle() -> None:
+    plan, pred = run_search([20_000, 80_000], 1_280_000)
+    rec = plan.results["recommendation"]
+    law = pred.lr_law()
+    assert law.beta == pytest.approx(LR_BETA, abs=0.03)
+    assert rec["lr"] == pytest.approx(LR_B * 1_280_000 ** -LR_BETA, rel=0.1)
+    # DDO trials ran at the LR the law gives: the true LR* within a few percent
+    ddo_lrs = {s: r["lr"] for s, r in ((r["key"], r) for r in pred.rows) if s.startswith("ddo")}
+    assert all(lr > 0 for lr in ddo_lrs.values())
+    w1 = plan.results["ddo"][20_000]["weights"]
+    w2 = plan.results["ddo"][80_000]["weights"]
+    # the optimum shifts towards the slowly saturating domain with scale, and the projection
+    # continues the shift (AutoScale's central observation)
+    assert w2["slow"] > w1["slow"] and w2["fast"] < w1["fast"]
+    assert rec["weights"]["slow"] > w2["slow"] and rec["weights"]["fast"] < w2["fast"]
+    assert sum(rec["weights"].values()) == pytest.approx(1.0)
+    # expected losses: per-domain L(D) of the base mixture, exact on this oracle
+    exp = rec["expected_loss"]
+    assert exp["source"] == "ddo" and set(exp["per_domain"]) == set(DOMAINS)
+    lr_pen = 0.0  # base runs trained at LR* up to the law's error
+    truth = E + B * (1_280_000 / 3) ** -G + lr_pen
+    got = np.array([exp["per_domain"][d] for d in DOMAINS])
+    np.testing.assert_allclose(got, truth, rtol=0.02)
+    assert len(rec["evidence"]["trials"]) == 2 * 5 + 2 * 7
+
+
+def test_true_constrained_optimum_is_approached() -> None:
+    """DDO's optimum at a probe against the true optimum of the oracle at that budget."""
+    plan, _ = run_search([20_000, 80_000], 320_000)
+    probe = 80_000
+    grid = np.array([(a, b, 1 - a - b) for a in np.linspace(0.01, 0.98, 300)
+                     for b in np.linspace(0.01, 0.98, 300) if a + b < 0.99])
+    losses = (E + B * (grid * probe) ** -G).mean(axis=1)
+    best = grid[np.argmin(losses)]
+    got = np.array([plan.results["ddo"][probe]["weights"][d] for d in DOMAINS])
+    np.testing.assert_allclose(got, best, atol=0.06)
