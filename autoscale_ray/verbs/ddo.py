@@ -30,7 +30,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
     run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`."""
     table = runs if isinstance(runs, RunsTable) else read_runs(
-        runs, require=["weights"], average_duplicates=average_duplicates)
+        runs, require=["weights", "loss"] if metric in ("mean-loss", "mean-ppl") else ["weights"],
+        average_duplicates=average_duplicates)
     if not table.domains:
         raise BadInput("no mixture-weight columns `w.<domain>`", table.source,
                        "add one `w.<domain>` column per training domain")

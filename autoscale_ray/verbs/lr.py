@@ -53,9 +53,12 @@ def lr_law(runs: str | Path | RunsTable, target_tokens: float, *, include_edge: 
     if short:
         log.warning("%s: %d run(s) end before their budget, their last loss is not a final loss: "
                     "%s", table.source, len(short), ", ".join(map(str, short[:10])))
-    law = fit_lr_horizon(final["lr"].to_numpy(float), final["loss"].to_numpy(float),
-                         final["budget"].to_numpy(float), include_edge=include_edge, level=level,
-                         window=window)
+    try:
+        law = fit_lr_horizon(final["lr"].to_numpy(float), final["loss"].to_numpy(float),
+                             final["budget"].to_numpy(float), include_edge=include_edge,
+                             level=level, window=window)
+    except BadInput as exc:  # the law names its arguments; name the file too
+        raise BadInput(str(exc), table.source) from None
     lo, hi = law.interval(target_tokens)
     used_tokens = [h.tokens for h in law.horizons if h.used]
     return {

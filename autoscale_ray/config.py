@@ -1,0 +1,218 @@
+"""The experiment config of `autoscale-ray run CONFIG.yaml`, validated with one-line errors.
+
+```yaml
+name: local-demo
+corpus:                      # exactly one of: embedded: true | synthetic: true | domains: {...}
+  embedded: true
+  seq_len: 128
+  tokenizer: byte            # or the path of a tokenizers tokenizer.json
+  val_tokens: 16384
+train:                       # any TrainConfig field but budget_tokens, weights, lr and seed
+  model: gpt2-tiny
+  global_batch_tokens: 4096
+search:
+  probe_budgets: [2.0e5, 8.0e5]
+  target_budget: 3.2e6
+  lr_grid: [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]    # or lr: 3.0e-3 (no LR stage)
+  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2}
+resources:
+  max_concurrent_trials: 2
+  cpus_per_trial: 1
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from autoscale_ray.errors import BadInput
+from autoscale_ray.train.config import TrainConfig
+
+SEARCH_OWNED = ("budget_tokens", "weights", "lr", "seed")  # set per trial by the searcher
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    kind: str                                   # embedded | synthetic | domains
+    domains: Mapping[str, Any] = field(default_factory=dict)
+    seq_len: int = 128
+    tokenizer: str = "byte"
+    val_tokens: int = 16_384
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    probe_budgets: tuple[int, ...]
+    target_budget: int
+    lr_grid: tuple[float, ...] = ()
+    lr: float | None = None
+    base_weights: Mapping[str, float] | None = None
+    down: float = 0.2
+    up: float = 3.0
+    design: str = "fixed-others"
+    min_multiplier: float = 0.2
+    verify_probe: bool = True
+    target_seeds: int = 0
+    metric: str = "mean-loss"
+    min_weight: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    max_concurrent_trials: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0       # fractions pack several tiny proxies on one GPU
+    in_process: str = "auto"          # auto: tiny CPU proxies train in the trial's process
+    max_failures: int = 1             # Tune retries of a failed trial (from its checkpoint)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    corpus: CorpusSpec
+    train: Mapping[str, Any]
+    search: SearchSpec
+    resources: ResourceSpec
+    storage_path: str | None = None
+    source: str = "<config>"
+
+    def train_config(self, **per_trial: Any) -> TrainConfig:
+        return TrainConfig.from_mapping({**self.train, **per_trial}, f"{self.source}: train")
+
+
+def _section(obj: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
+    value = obj.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadInput(f"`{key}` must be a mapping", where, f"add a `{key}:` section")
+    return dict(value)
+
+
+def _known(values: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise BadInput(f"unknown key(s) {', '.join(unknown)}", where, f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _number(value: Any, where: str, *, positive: bool = True, integer: bool = False) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        raise BadInput(f"{value!r} is not a {'positive ' if positive else ''}number", where)
+    return int(round(value)) if integer else float(value)
+
+
+def _dataclass_from(cls, values: Mapping[str, Any], where: str, convert: Mapping[str, Any]):
+    _known(values, {f.name for f in dataclasses.fields(cls)}, where)
+    return cls(**{k: convert.get(k, lambda v, w: v)(v, f"{where}.{k}") for k, v in values.items()})
+
+
+def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
+    """Validate a parsed YAML mapping."""
+    if not isinstance(obj, Mapping):
+        raise BadInput("the config must be a YAML mapping", source)
+    _known(obj, {"name", "corpus", "train", "search", "resources", "storage_path"}, source)
+
+    c = _section(obj, "corpus", source)
+    kinds = [k for k in ("embedded", "synthetic", "domains") if c.get(k)]
+    if len(kinds) != 1:
+        raise BadInput("the corpus needs exactly one of `embedded: true`, `synthetic: true` or "
+                       "`domains: {name: {paths: [...]}}`", f"{source}: corpus")
+    rest = {k: v for k, v in c.items() if k not in ("embedded", "synthetic", "domains")}
+    corpus = _dataclass_from(CorpusSpec, {"kind": kinds[0], "domains": c.get("domains") or {}, **rest},
+                             f"{source}: corpus", {
+                                 "seq_len": lambda v, w: _number(v, w, integer=True),
+                                 "val_tokens": lambda v, w: _number(v, w, integer=True)})
+
+    train = _section(obj, "train", source, required=False)
+    owned = sorted(set(train) & set(SEARCH_OWNED))
+    if owned:
+        raise BadInput(f"train.{owned[0]} is set by the search for each trial", f"{source}: train",
+                       "remove it (budgets and LRs go under `search:`)")
+
+    s = _section(obj, "search", source)
+    s.update(s.pop("ddo", None) or {})
+    probes = s.get("probe_budgets")
+    if not isinstance(probes, list) or not probes:
+        raise BadInput("`probe_budgets` must be a list of token budgets", f"{source}: search.probe_budgets")
+    s["probe_budgets"] = tuple(sorted(_number(p, f"{source}: search.probe_budgets", integer=True)
+                                      for p in probes))
+    if "lr_grid" in s:
+        grid = s["lr_grid"]
+        if not isinstance(grid, list) or len(grid) < 4:
+            raise BadInput("`lr_grid` needs >= 4 peak LRs (the quadratic must bracket its minimum)",
+                           f"{source}: search.lr_grid", "give e.g. [1e-3, 2e-3, 4e-3, 8e-3]")
+        s["lr_grid"] = tuple(sorted(_number(x, f"{source}: search.lr_grid") for x in grid))
+    search = _dataclass_from(SearchSpec, s, f"{source}: search", {
+        "target_budget": lambda v, w: _number(v, w, integer=True),
+        "lr": lambda v, w: _number(v, w),
+        "down": lambda v, w: _number(v, w), "up": lambda v, w: _number(v, w),
+        "min_multiplier": lambda v, w: _number(v, w),
+        "target_seeds": lambda v, w: _number(v, w, positive=False, integer=True),
+        "min_weight": lambda v, w: _number(v, w, positive=False),
+        "seed": lambda v, w: _number(v, w, positive=False, integer=True)})
+    where = f"{source}: search"
+    if not search.lr_grid and search.lr is None:
+        raise BadInput("no learning rate: give `lr_grid` (an LR stage) or a fixed `lr`", where)
+    if len(set(search.probe_budgets)) != len(search.probe_budgets):
+        raise BadInput("probe budgets repeat", f"{where}.probe_budgets", "give distinct budgets")
+    if search.target_budget <= max(search.probe_budgets):
+        raise BadInput(f"target_budget {search.target_budget} is not above the largest probe budget",
+                       f"{where}.target_budget", "the target is the scale to extrapolate to")
+    if search.lr_grid and len(search.probe_budgets) < 2:
+        raise BadInput("the LR law needs >= 2 probe budgets (horizons)", f"{where}.probe_budgets")
+    if not (0 < search.down < 1 < search.up):
+        raise BadInput(f"down={search.down}, up={search.up}: need 0 < down < 1 < up", where)
+    if search.design not in ("fixed-others", "fixed-total"):
+        raise BadInput(f"design {search.design!r} is unknown", f"{where}.design",
+                       "use fixed-others or fixed-total")
+    if search.metric not in ("mean-loss", "mean-ppl"):
+        raise BadInput(f"metric {search.metric!r} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
+
+    resources = _dataclass_from(ResourceSpec, _section(obj, "resources", source, required=False),
+                                f"{source}: resources", {
+                                    "max_concurrent_trials": lambda v, w: _number(v, w, integer=True),
+                                    "cpus_per_trial": lambda v, w: _number(v, w),
+                                    "gpus_per_trial": lambda v, w: _number(v, w, positive=False),
+                                    "max_failures": lambda v, w: _number(v, w, positive=False, integer=True)})
+    if resources.in_process not in ("auto", "always", "never"):
+        raise BadInput(f"in_process {resources.in_process!r}", f"{source}: resources.in_process",
+                       "use auto, always or never")
+    cfg = ExperimentConfig(str(obj.get("name") or "autoscale"), corpus, train, search, resources,
+                           obj.get("storage_path"), source)
+    # every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
+    # (fixed-others: the probe less the largest domain's share cut by `down`)
+    probe = min(search.probe_budgets)
+    shares = list((search.base_weights or {"": 1.0}).values())
+    largest = max(shares) / sum(shares) if search.base_weights else 1.0 / 2
+    smallest = int(probe * (1 - largest * (1 - search.down))) if search.design == "fixed-others" else probe
+    train_cfg = cfg.train_config(budget_tokens=smallest, lr=search.lr or search.lr_grid[0])
+    train_cfg.total_steps(corpus.seq_len, f"{source}: search.probe_budgets")
+    return cfg
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML config (safe_load: no code runs) and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput("config file not found", str(path), "check the path")
+    try:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise BadInput(f"not valid YAML ({getattr(exc, 'problem', exc)})", where) from None
+    return parse_config(obj, str(path))
