@@ -20,6 +20,15 @@ from autoscale_ray.train.objective import IGNORE, causal_batch, generator_for, m
 TOKENS = TokenIds(vocab_size=260, pad_id=257, eod_id=256, mask_id=258)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The CI machine is shared: one intra-op thread avoids spinning threads fighting for 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- schedules ---------------------------------------------------------------------------------
 def test_cosine_warms_up_linearly_then_decays_to_min_ratio():
     f = [lr_factor(s, total=100, warmup=10, schedule="cosine", min_ratio=0.1) for s in range(100)]
@@ -135,15 +144,20 @@ def test_batch_must_fit_sequence_length_and_workers():
         TrainConfig(budget_tokens=128 * 12 * 3, global_batch_tokens=128 * 12).total_steps(128)
 
 
-def test_command_line_bad_input_exits_2_with_one_line(tmp_path):
+def test_command_line_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    from autoscale_ray.train.__main__ import main
+
     proc = subprocess.run([sys.executable, "-m", "autoscale_ray.train", str(tmp_path), "--set",
                            "model=gpt5"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("autoscale-ray train: error:")]
     assert len(lines) == 1 and "gpt5" in lines[0]
-    proc = subprocess.run([sys.executable, "-m", "autoscale_ray.train", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "manifest.json missing" in proc.stderr
+    for args, message in [([], "manifest.json missing"),
+                          (["--set", "budget_tokens=-5"], "budget_tokens=-5 must be positive"),
+                          (["--set", "lr=0"], "lr=0.0 must be a positive")]:
+        assert main([str(tmp_path), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
 
 
 # ---- objectives ----------------------------------------------------------------------------------
