@@ -54,12 +54,15 @@ def ray_local() -> Iterator[None]:
     os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()  # reuse a Ray that another fixture started
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
     yield
-    ray.shutdown()
+    if started:
+        ray.shutdown()
 
 
 def free_port() -> int:
