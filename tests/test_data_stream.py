@@ -102,6 +102,8 @@ def test_resume_from_a_position_and_validation_independent_of_weights(corpus):
              for r in range(3)]
     assert sum(len(p) for p in parts) == plan.n_sequences
     assert np.array_equal(parts[1], ids[1::3])
+    ray_rank = corpus.mixture_dataset(plan, start=start, rank=2, world_size=3).take_batch(10_000)
+    assert np.array_equal(ray_rank["input_ids"], ids[start + 2::3])
     # validation never appears in any training stream
     train_rows = {r.tobytes() for r in ids}
     for d in corpus.domains:

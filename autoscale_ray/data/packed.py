@@ -136,21 +136,32 @@ class PackedCorpus:
             pos = positions[a:a + batch_size]
             yield self.gather(plan.domain_of[pos], plan.index_of[pos])
 
-    def mixture_dataset(self, plan: MixturePlan, start: int = 0, *, rows_per_block: int | None = None):
+    def mixture_dataset(self, plan: MixturePlan, start: int = 0, *, rank: int = 0, world_size: int = 1,
+                        rows_per_block: int | None = None):
         """A streaming Ray Dataset of the plan's sequences from position `start` on.
 
         Columns: `input_ids` (int64 [seq_len]) and `domain` (int32, index into `domains`). The plan
         is cut into small blocks of positions; each block's sequences are gathered from the
         memory-mapped shards in a Ray task, so memory stays flat whatever the corpus size. Consume
         it with `preserve_order=True` (see `stream_data_config`) to see the plan's order.
+
+        With `rank`/`world_size`, only positions start+rank, start+rank+world_size, ... (as in
+        `iter_plan`): one exact, deterministic dataset per DDP rank, for when Train's own split
+        (`streaming_split(equal=True)` drops up to world_size-1 rows and assigns blocks dynamically)
+        is not exact enough.
         """
         import pyarrow as pa
         import ray.data
 
         self._check_plan(plan, start)
+        if not 0 <= rank < world_size:
+            raise BadInput(f"rank {rank} of world_size {world_size}", "mixture_dataset",
+                           "need 0 <= rank < world_size")
         rows = rows_per_block or max(16, _BLOCK_BYTES // (8 * self.seq_len))
-        tables = [pa.table({"domain": plan.domain_of[a:a + rows], "index": plan.index_of[a:a + rows]})
-                  for a in range(start, plan.n_sequences, rows)]
+        positions = np.arange(start + rank, plan.n_sequences, world_size)
+        tables = [pa.table({"domain": plan.domain_of[positions[a:a + rows]],
+                            "index": plan.index_of[positions[a:a + rows]]})
+                  for a in range(0, len(positions), rows)]
         if not tables:
             tables = [pa.table({"domain": plan.domain_of[:0], "index": plan.index_of[:0]})]
         ds = ray.data.from_arrow(tables).map_batches(
