@@ -12,8 +12,9 @@ absolute relative error (ARE) on the largest model's late checkpoints (`largest_
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import ContextManager, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -21,6 +22,11 @@ from numpy.typing import ArrayLike
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.multistart import (HuberLSEProblem, batch_objective, epoch_grid,
                                            multistart_minimize)
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # only the speed depends on it
+    threadpool_limits = None
 
 FORM_ND = "L(N,D)"
 FORM_D = "L(D)"
@@ -72,6 +78,13 @@ class LossLaw:
 
     def params(self) -> dict[str, float | None]:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
+
+
+def _one_blas_thread() -> ContextManager:
+    """scipy >= 1.15's L-BFGS-B calls BLAS on 5-vectors, and multithreaded OpenBLAS makes those
+    calls 10-100x slower on a busy machine (scipy/scipy#22438). Entering the limit costs ~10 ms,
+    so it wraps whole fits, not single optimiser calls."""
+    return threadpool_limits(1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
 
 
 def _law_from_theta(theta: np.ndarray, form: str, **kw) -> LossLaw:
@@ -126,7 +139,8 @@ def fit_loss_law(loss: ArrayLike, tokens: ArrayLike, params: ArrayLike | None = 
                        "add runs of another size, or fit L(D) without `params`")
     problem = _problem(L, D, N, delta)
     grid = epoch_grid(problem.n_terms) if starts is None else np.atleast_2d(starts)
-    best = multistart_minimize(problem, grid)
+    with _one_blas_thread():
+        best = multistart_minimize(problem, grid)
     return _law_from_theta(best.x, form, objective=best.fun, n_points=int(L.size), delta=delta,
                            n_starts=len(grid))
 
@@ -154,11 +168,13 @@ def bootstrap_loss_law(law: LossLaw, loss: ArrayLike, tokens: ArrayLike,
     screened = grid[np.argsort(batch_objective(grid, full), kind="stable")[:n_grid_starts]]
     rng = np.random.default_rng(seed)
     draws = np.empty((replicates, len(law.theta)))
-    for r in range(replicates):
-        w = rng.multinomial(L.size, np.full(L.size, 1.0 / L.size)).astype(float)
-        res = multistart_minimize(_problem(L, D, N, law.delta, weights=w), screened, screen=1.0,
-                                  rounds=((10, 0.25), (30, 0.0)), n_polish=1, extra=law.theta)
-        draws[r] = res.x
+    with _one_blas_thread():
+        for r in range(replicates):
+            w = rng.multinomial(L.size, np.full(L.size, 1.0 / L.size)).astype(float)
+            res = multistart_minimize(_problem(L, D, N, law.delta, weights=w), screened,
+                                      screen=1.0, rounds=((10, 0.25), (30, 0.0)), n_polish=1,
+                                      extra=law.theta)
+            draws[r] = res.x
     natural = _natural(draws, law.form)
     lo, hi = np.quantile(natural, [(1 - level) / 2, (1 + level) / 2], axis=0)
     se = natural.std(axis=0, ddof=1)
