@@ -172,5 +172,10 @@ def test_empty_and_too_small_domains_are_bad_input(tmp_path, ray_local):  # noqa
     write_parquet(tmp_path / "s.parquet", ["tiny", "docs"])
     with pytest.raises(BadInput, match="domain `s`: only 10 tokens, fewer than one sequence of 32"):
         prepare_corpus([DomainSource("s", (str(tmp_path / "s.parquet"),))], tmp_path / "c", seq_len=SEQ)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "n.parquet")
+    with pytest.raises(BadInput, match="domain `n`: text value of type int, not a string"):
+        prepare_corpus([DomainSource("n", (str(tmp_path / "n.parquet"),))], tmp_path / "c", seq_len=SEQ)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]
     shutil.rmtree(tmp_path / "c")

@@ -97,23 +97,33 @@ def _doc_keys(texts: Sequence[str]) -> np.ndarray:
 
 
 def _tokenize_block(batch, domain: int, name: str, spec: TokenizerSpec):
-    """map_batches UDF: pyarrow batch of `text` -> (domain, key, ids) per non-empty document."""
+    """map_batches UDF: pyarrow batch of `text` -> (domain, key, ids, error) per non-empty document.
+
+    Bad input found here travels as the `error` column (an exception raised in a Ray task reaches
+    the driver wrapped, and loses its type): the driver turns it into one BadInput line.
+    """
     import pyarrow as pa
 
     texts = batch.column("text").to_pylist()
-    if any(t is not None and not isinstance(t, str) for t in texts):
-        bad = next(t for t in texts if t is not None and not isinstance(t, str))
-        raise BadInput(f"text value of type {type(bad).__name__}, not a string", f"domain `{name}`",
-                       "point text_column at a string column")
+    bad = next((t for t in texts if t is not None and not isinstance(t, str)), None)
+    error = None
+    if bad is not None:
+        error = str(BadInput(f"text value of type {type(bad).__name__}, not a string", f"domain `{name}`",
+                             "point text_column at a string column"))
+        texts = []
     texts = [t for t in texts if t]
     flat, lengths = encode(texts, spec)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     value_type = pa.uint16() if spec.dtype == np.uint16 else pa.int32()
+    n = len(texts) if error is None else 1
+    if error is not None:
+        offsets = np.zeros(2, dtype=np.int64)
     return pa.table({
-        "domain": pa.array(np.full(len(texts), domain, dtype=np.int32)),
-        "key": pa.array(_doc_keys(texts)),
+        "domain": pa.array(np.full(n, domain, dtype=np.int32)),
+        "key": pa.array(_doc_keys(texts) if error is None else np.zeros(1, dtype=np.uint64)),
         "ids": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=value_type)),
+        "error": pa.array([error] * n, type=pa.string()),
     })
 
 
@@ -144,20 +154,6 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
 
 
-def _unwrap_bad_input(exc: BaseException) -> BadInput | None:
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, BadInput):
-            return e
-        stack += [e.__cause__, e.__context__]
-    return None
-
-
 def _build(resolved: Sequence[ResolvedSource], spec: TokenizerSpec, seq_len: int, val_tokens: int,
            num_cpus: int | None, out: Path, key: str) -> dict[str, Any]:
     import ray.data
@@ -173,6 +169,9 @@ def _build(resolved: Sequence[ResolvedSource], spec: TokenizerSpec, seq_len: int
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             if batch.num_rows == 0:
                 continue
+            errors = batch.column("error").drop_null()
+            if len(errors):
+                raise BadInput(errors[0].as_py())
             ids = batch.column("ids").combine_chunks()
             offsets = ids.offsets.to_numpy()
             values = ids.values.to_numpy()
@@ -187,11 +186,6 @@ def _build(resolved: Sequence[ResolvedSource], spec: TokenizerSpec, seq_len: int
                 sub_off = np.concatenate([[0], np.cumsum(lens)])
                 sub_vals = np.concatenate([values[offsets[r]:offsets[r + 1]] for r in rows])
                 spills[d].add(keys[rows], sub_off, sub_vals)
-    except Exception as exc:
-        bad = _unwrap_bad_input(exc)
-        if bad is not None:
-            raise BadInput(str(bad)) from None
-        raise
     finally:
         index = [s.close() for s in spills]
     (out / "train").mkdir()
