@@ -72,6 +72,10 @@ def test_globs_and_folders_expand_to_sorted_files(tmp_path):
     names = [f.uri.rsplit("/", 1)[1] for f in by_glob.files]
     assert names == ["p0.parquet", "p1.parquet", "p2.parquet"]
     assert [f.uri for f in by_dir.files] == [f.uri for f in by_glob.files]
+    write_parquet(tmp_path / "d" / "sub" / "p9.parquet", ["x"])
+    flat = resolve_source(DomainSource("a", (str(tmp_path / "d" / "*.parquet"),)))
+    deep = resolve_source(DomainSource("a", (str(tmp_path / "d" / "**" / "*.parquet"),)))
+    assert len(flat.files) == 3 and len(deep.files) == 4  # `*` stays in its folder, `**/` descends
 
 
 # ---------------------------------------------------------------- with Ray ------------------------

@@ -8,9 +8,9 @@ path, an empty glob, an unknown format or a missing text column is one clear `Ba
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -169,6 +169,37 @@ def _is_hf_dir(fs: pafs.FileSystem, path: str) -> bool:
     return any(i.type == pafs.FileType.File for i in infos)
 
 
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Shell-style glob: `*`, `?`, `[...]` stay within one folder; `**/` matches any folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape("["))
+                i += 1
+            else:
+                body = pattern[i + 1:end]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
 def _expand(fs: pafs.FileSystem, path: str, where: str) -> list[pafs.FileInfo]:
     """Files named by one path: the file itself, the files under a folder, or a glob's matches."""
     if any(c in path for c in _GLOB_CHARS):
@@ -178,9 +209,9 @@ def _expand(fs: pafs.FileSystem, path: str, where: str) -> list[pafs.FileInfo]:
             found = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise BadInput(f"cannot list `{base}`: {str(exc).splitlines()[0]}", where) from None
-        pattern = path.replace("**/", "*").replace("**", "*")
+        pattern = _glob_regex(path)
         matches = [i for i in found if i.type == pafs.FileType.File
-                   and fnmatch.fnmatchcase(i.path, pattern)
+                   and pattern.fullmatch(i.path)
                    and not i.base_name.startswith(_SKIP_PREFIXES)]
         if not matches:
             raise BadInput(f"glob `{path}` matches no file", where,
