@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from autoscale_ray.data import DomainSource, PackedCorpus, prepare_corpus, sources_from_config
+from autoscale_ray.data import DomainSource, prepare_corpus, sources_from_config
 from autoscale_ray.data.prepare import _concat_docs
 from autoscale_ray.data.sources import resolve_source
 from autoscale_ray.errors import BadInput

@@ -11,7 +11,7 @@
 `synthetic_corpus()` writes seeded domains of known entropy for tests.
 """
 
-from autoscale_ray.data.embedded import build_embedded_corpus, embedded_sources
+from autoscale_ray.data.embedded import build_embedded_corpus, default_packed_dir, embedded_sources
 from autoscale_ray.data.packed import PackedCorpus, stream_data_config
 from autoscale_ray.data.plan import DEFAULT_MAX_EPOCHS, MixturePlan
 from autoscale_ray.data.prepare import DEFAULT_VAL_TOKENS, prepare_corpus
@@ -19,5 +19,5 @@ from autoscale_ray.data.sources import DomainSource, sources_from_config
 from autoscale_ray.data.synthetic import SyntheticDomain, synthetic_corpus, synthetic_sources
 
 __all__ = ["DomainSource", "PackedCorpus", "MixturePlan", "prepare_corpus", "build_embedded_corpus",
-           "embedded_sources", "synthetic_corpus", "synthetic_sources", "SyntheticDomain",
+           "embedded_sources", "default_packed_dir", "synthetic_corpus", "synthetic_sources", "SyntheticDomain",
            "sources_from_config", "stream_data_config", "DEFAULT_VAL_TOKENS", "DEFAULT_MAX_EPOCHS"]

@@ -50,10 +50,20 @@ _STDLIB_EXCLUDE = {"site-packages", "dist-packages", "test", "tests", "idle_test
                    "_bundled", "turtledemo"}
 
 
+def cache_root() -> Path:
+    """`$AUTOSCALE_RAY_CACHE`, else `$XDG_CACHE_HOME/autoscale-ray`, else `~/.cache/autoscale-ray`."""
+    return Path(os.environ.get("AUTOSCALE_RAY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoscale-ray"))
+
+
 def default_corpus_dir() -> Path:
-    base = os.environ.get("AUTOSCALE_RAY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoscale-ray")
-    return Path(base) / "corpus"
+    """Where `build_embedded_corpus()` writes (a `<key>` folder under it)."""
+    return cache_root() / "corpus"
+
+
+def default_packed_dir() -> Path:
+    """A default `cache_dir` for `prepare_corpus` (packed shards, one `<key>` folder per corpus)."""
+    return cache_root() / "packed"
 
 
 def _package_dirs(names: tuple[str, ...], sub: str = "") -> list[tuple[str, Path]]:
