@@ -183,3 +183,17 @@ def test_empty_and_too_small_domains_are_bad_input(tmp_path, ray_local):  # noqa
         prepare_corpus([DomainSource("n", (str(tmp_path / "n.parquet"),))], tmp_path / "c", seq_len=SEQ)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]
     shutil.rmtree(tmp_path / "c")
+
+
+def test_s3_endpoint_from_the_environment_and_s3_errors(s3_server, monkeypatch):  # noqa: F811
+    s3_upload(s3_server, "envbucket", "shards/a.jsonl", b'{"text": "hello"}\n')
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint_override"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    got = resolve_source(DomainSource("s3", ("s3://envbucket/shards/*.jsonl",)))
+    assert [(f.uri, f.size, f.format) for f in got.files] == [("envbucket/shards/a.jsonl", 18, "jsonl")]
+    with pytest.raises(BadInput, match="glob `envbucket/shards/\\*.parquet` matches no file"):
+        resolve_source(DomainSource("s3", ("s3://envbucket/shards/*.parquet",)))
+    with pytest.raises(BadInput, match="path `envbucket/nope.jsonl` does not exist"):
+        resolve_source(DomainSource("s3", ("s3://envbucket/nope.jsonl",)))
