@@ -63,67 +63,76 @@ def _fit(corpus, tmp_path: Path, run_id: str, **changes):
     return result
 
 
+def _in_process(corpus, cfg: TrainConfig, checkpoints: Path | None = None, resume: Path | None = None):
+    from autoscale_ray.train.proxy import train_in_process
+
+    rows = []
+
+    def report(row, save):
+        rows.append(row)
+        if save is not None and checkpoints is not None:
+            save(checkpoints / f"step={row['step']}")
+    train_in_process(cfg, corpus, run_id="p", report=report, resume_dir=resume)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def reference(corpus):
+    """The uninterrupted run, in this process (the Tune test checks Ray Train gives the same)."""
+    return _in_process(corpus, TrainConfig(**BASE))
+
+
 @pytest.fixture(scope="module")
 def one_worker(corpus, tmp_path_factory):
-    return _fit(corpus, tmp_path_factory.mktemp("w1"), "w1", num_workers=1)
+    """A 1-worker Ray Train run stopped after 10 steps, then started again under the same name."""
+    storage = tmp_path_factory.mktemp("w1")
+    first = _fit(corpus, storage, "w1", num_workers=1, stop_at_tokens=10 * 1024)
+    second = _fit(corpus, storage, "w1", num_workers=1)
+    return first.return_value, second
 
 
 def test_one_worker_run_reports_rows_at_log_spaced_tokens_and_learns(one_worker, corpus):
-    rows = one_worker.return_value
-    assert [r["tokens"] for r in rows] == EVAL_TOKENS and EVAL_TOKENS[-1] == 24 * 1024
-    assert rows[-1]["status"] == "completed" and rows[-1]["budget"] == 24 * 1024
+    first, second = one_worker
+    rows = first + second.return_value
+    assert [r["tokens"] for r in rows] == sorted(EVAL_TOKENS + [10 * 1024])
+    assert [r["status"] for r in rows][-1] == "completed" and rows[-1]["budget"] == 24 * 1024
     for d in corpus.domains:
         assert rows[-1][f"loss.{d}"] < rows[0][f"loss.{d}"] - 0.3
     # the stream delivered the planned mixture: seen tokens follow the weights (quota rounding aside)
     seen = np.array([rows[-1][f"seen.{d}"] for d in corpus.domains], dtype=float)
     assert seen.sum() == 24 * 1024
     assert np.allclose(seen / seen.sum(), [0.4, 0.3, 0.2, 0.1], atol=0.02)
-    assert one_worker.checkpoint is not None and one_worker.metrics["step"] == 24
+    assert second.checkpoint is not None and second.metrics["step"] == 24
 
 
-def test_two_worker_ddp_matches_one_worker_curve(one_worker, corpus, tmp_path):
+def test_stopped_run_resumes_from_its_checkpoint_to_the_same_final_loss(one_worker, reference):
+    first, second = one_worker
+    assert first[-1]["status"] == "stopped" and first[-1]["step"] == 10
+    assert second.return_value[0]["step"] > 10  # continued, not restarted
+    assert second.return_value[-1]["loss"] == pytest.approx(reference[-1]["loss"], abs=1e-4)
+
+
+def test_two_worker_ddp_matches_one_worker_curve(reference, corpus, tmp_path):
     two = _fit(corpus, tmp_path, "w2", num_workers=2, micro_batch=4).return_value
-    one = one_worker.return_value
     assert [r["tokens"] for r in two] == EVAL_TOKENS
-    # Same global batch, same sequences per step; only the sum order differs across workers.
-    gaps = [abs(a["loss"] - b["loss"]) for a, b in zip(one, two)]
+    # Same global batch, same sequences per step; only the reduction order differs across workers.
+    gaps = [abs(a["loss"] - b["loss"]) for a, b in zip(reference, two)]
     assert max(gaps) < 0.1 and gaps[-1] < 0.05, gaps
 
 
-def test_stopped_run_resumes_from_its_checkpoint_to_the_same_final_loss(one_worker, corpus, tmp_path):
-    first = _fit(corpus, tmp_path, "resume", num_workers=1, stop_at_tokens=10 * 1024).return_value
-    assert first[-1]["status"] == "stopped" and first[-1]["step"] == 10
-    second = _fit(corpus, tmp_path, "resume", num_workers=1).return_value  # same run name
-    assert second[0]["step"] > 10 and second[-1]["status"] == "completed"
-    assert second[-1]["loss"] == pytest.approx(one_worker.return_value[-1]["loss"], abs=1e-4)
-
-
-def test_in_process_resume_and_masked_lm(corpus, tmp_path):
-    from autoscale_ray.train.proxy import train_in_process
-
-    def run(cfg, resume=None):
-        rows = []
-
-        def report(row, save):
-            rows.append(row)
-            if save is not None:
-                save(tmp_path / f"step={row['step']}")
-        train_in_process(cfg, corpus, run_id="p", report=report, resume_dir=resume)
-        return rows
-
+def test_in_process_resume_and_masked_lm(corpus, reference, tmp_path):
     cfg = TrainConfig(**BASE)
-    full = run(cfg)
-    stopped = run(dataclasses.replace(cfg, stop_at_tokens=7 * 1024))
+    stopped = _in_process(corpus, dataclasses.replace(cfg, stop_at_tokens=7 * 1024), tmp_path)
     assert stopped[-1]["status"] == "stopped"
-    resumed = run(cfg, resume=tmp_path / f"step={stopped[-1]['step']}")
-    assert resumed[-1]["loss"] == pytest.approx(full[-1]["loss"], abs=1e-4)
+    resumed = _in_process(corpus, cfg, resume=tmp_path / f"step={stopped[-1]['step']}")
+    assert resumed[-1]["loss"] == pytest.approx(reference[-1]["loss"], abs=1e-4)
 
-    mlm = run(dataclasses.replace(cfg, model="bert-tiny", lr=1e-3))
+    mlm = _in_process(corpus, dataclasses.replace(cfg, model="bert-tiny", lr=1e-3))
     assert all(f"loss.{d}" in mlm[-1] for d in corpus.domains)
     assert mlm[-1]["loss"] < mlm[0]["loss"] - 0.3
 
 
-def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, tmp_path):
+def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, reference, tmp_path):
     from ray import tune
 
     from autoscale_ray.train.trainable import run_proxy_trial
@@ -145,3 +154,4 @@ def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, tmp_
         assert {f"loss.{d}" for d in corpus.domains} <= set(frame.columns)
     # Both paths stream the same plan in the same order with the same seed.
     assert np.allclose(frames[0]["loss"], frames[1]["loss"], atol=1e-4)
+    assert np.allclose(frames[0]["loss"], [r["loss"] for r in reference], atol=1e-4)
