@@ -197,3 +197,17 @@ def test_s3_endpoint_from_the_environment_and_s3_errors(s3_server, monkeypatch):
         resolve_source(DomainSource("s3", ("s3://envbucket/shards/*.parquet",)))
     with pytest.raises(BadInput, match="path `envbucket/nope.jsonl` does not exist"):
         resolve_source(DomainSource("s3", ("s3://envbucket/nope.jsonl",)))
+
+
+def test_hf_shards_are_read_by_row_ranges(tmp_path):
+    import pyarrow as pa
+
+    from autoscale_ray.data.sources import _hf_shards, _read_hf_rows
+
+    docs = documents(25, 11)
+    write_hf(tmp_path / "hf", docs, column="body")
+    (file, rows), = _hf_shards(str(tmp_path / "hf"))
+    assert rows == 25
+    ranges = pa.table({"file": [file, file], "start": [0, 10], "stop": [10, 25]})
+    got = _read_hf_rows(ranges, column="body").column("text").to_pylist()
+    assert got == docs

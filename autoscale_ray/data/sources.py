@@ -299,11 +299,11 @@ def _check_columns(rs: ResolvedSource) -> None:
                 raise BadInput(f"no field `{col}` in the first record of `{f.uri}` (found: {keys})",
                                where, "set text_column to the field holding the text")
         elif f.format == "hf":
-            _hf_table(rs, f.uri)  # raises BadInput on a missing column
+            _check_hf(rs, f.uri)
 
 
-def _hf_table(rs: ResolvedSource, path: str):
-    """The text column of a `save_to_disk` dataset as a (memory-mapped) pyarrow table."""
+def _check_hf(rs: ResolvedSource, path: str) -> None:
+    """A `save_to_disk` folder: local, loadable, with a `train` split if a DatasetDict, with the column."""
     where = f"domain `{rs.source.name}`"
     if not isinstance(rs.filesystem, pafs.LocalFileSystem):
         raise BadInput(f"`{path}`: format hf is read from local folders only", where,
@@ -311,7 +311,7 @@ def _hf_table(rs: ResolvedSource, path: str):
     import datasets
 
     try:
-        ds = datasets.load_from_disk(path)
+        ds = datasets.load_from_disk(path)  # memory-mapped: reads metadata, not the data
     except Exception as exc:
         raise BadInput(f"cannot load `{path}` with datasets.load_from_disk "
                        f"({str(exc).splitlines()[0]})", where) from None
@@ -324,9 +324,34 @@ def _hf_table(rs: ResolvedSource, path: str):
     if col not in ds.column_names:
         raise BadInput(f"no column `{col}` in `{path}` (columns: {', '.join(ds.column_names[:8])})",
                        where, "set text_column to the column holding the text")
-    ds = ds.select_columns([col])
-    table = ds.data.table if ds._indices is None else ds.with_format("arrow")[:]
-    return table.rename_columns(["text"])
+
+
+def _hf_shards(path: str) -> list[tuple[str, int]]:
+    """(Arrow file, rows) of a `save_to_disk` folder (its `train` split for a DatasetDict)."""
+    import pyarrow as pa
+
+    root = Path(path)
+    if (root / "dataset_dict.json").is_file():
+        root = root / "train"
+    state = json.loads((root / "state.json").read_text(encoding="utf-8"))
+    shards = []
+    for entry in state["_data_files"]:
+        file = str(root / entry["filename"])
+        with pa.memory_map(file) as mm:  # zero-copy: only the row count is read
+            shards.append((file, pa.ipc.open_stream(mm).read_all().num_rows))
+    return shards
+
+
+def _read_hf_rows(batch, column: str):
+    """map_batches UDF: rows [start, stop) of an Arrow shard -> a table with column `text`."""
+    import pyarrow as pa
+
+    tables = []
+    for file, start, stop in zip(*(batch.column(c).to_pylist() for c in ("file", "start", "stop"))):
+        # the map stays open while the (zero-copy) slice refers to it; Ray copies it out on return
+        table = pa.ipc.open_stream(pa.memory_map(file)).read_all()
+        tables.append(pa.table({"text": table.column(column).slice(start, stop - start)}))
+    return pa.concat_tables(tables)
 
 
 def read_domain(rs: ResolvedSource, *, rows_per_block: int = 2048):
@@ -347,15 +372,13 @@ def read_domain(rs: ResolvedSource, *, rows_per_block: int = 2048):
         elif fmt == "text":
             parts.append(ray.data.read_text(uris, filesystem=rs.filesystem))  # column `text`
             continue
-        else:  # hf: memory-mapped Arrow, handed to Ray in row slices so it is read in parallel
-            tables = []
-            for uri in uris:
-                table = _hf_table(rs, uri)
-                tables += [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)]
-            if not tables:
+        else:  # hf: row ranges of the saved Arrow shards, each read (memory-mapped) in a Ray task
+            ranges = [{"file": f, "start": a, "stop": min(a + rows_per_block, n)}
+                      for uri in uris for f, n in _hf_shards(uri) for a in range(0, n, rows_per_block)]
+            if not ranges:
                 continue
-            ds = ray.data.from_arrow(tables)
-            parts.append(ds)
+            parts.append(ray.data.from_items(ranges).map_batches(
+                _read_hf_rows, fn_kwargs={"column": col}, batch_size=1, batch_format="pyarrow"))
             continue
         if col != "text":
             ds = ds.rename_columns({col: "text"})
