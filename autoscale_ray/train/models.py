@@ -31,7 +31,8 @@ VOCAB_MULTIPLE = 64
 def _gpt2(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedConfig]:
     return lambda vocab, ctx: GPT2Config(
         vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=n_layer, n_head=heads,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=None, eos_token_id=None)  # GPT-2's 50256 is outside most corpus vocabularies
 
 
 def _llama(n_layer: int, d: int, heads: int, ffn: int) -> Callable[[int, int], PretrainedConfig]:
