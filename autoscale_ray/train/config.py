@@ -70,7 +70,11 @@ class TrainConfig:
         for key, value in values.items():
             default = known[key].default
             if key == "weights":
-                kwargs[key] = {str(k): float(v) for k, v in dict(value or {}).items()}
+                if not isinstance(value, Mapping) and value is not None:
+                    raise BadInput(f"weights={value!r} is not a mapping", where,
+                                   "give weights as {domain: weight, ...}")
+                kwargs[key] = {str(k): _as_float(v, f"weights.{k}", where)
+                               for k, v in dict(value or {}).items()}
             elif isinstance(default, bool):
                 kwargs[key] = _as_bool(value, key, where)
             elif isinstance(default, int):
