@@ -99,7 +99,9 @@ def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: T
     while state.step < total_steps:
         t0 = time.perf_counter()
         for micro in range(layout.accumulation):
-            batch = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # the plan holds total_steps global batches; running dry is a bug
+                raise RuntimeError(f"the mixture stream ended at step {state.step} of {total_steps}")
             ids = torch.as_tensor(batch["input_ids"]).to(device, torch.long, non_blocking=True)
             seen += torch.bincount(torch.as_tensor(batch["domain"]).to(device, torch.long),
                                    minlength=len(run.domains))
