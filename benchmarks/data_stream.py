@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -127,6 +128,14 @@ def main() -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    try:
+        run(args, tmp)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     corpora = {}
     for scale in (1, 10):
         src = synthetic_corpus(tmp / f"src{scale}", seed=scale, docs_per_domain=args.docs * scale,
@@ -163,7 +172,6 @@ def main() -> None:
             peaks[label, scale] = mem.peak
             print(f"| {scale}x, {label} | {total:,} | {n:,} | {mem.n_procs} | {mem.peak / 2**20:.0f} MiB |")
         print(f"| ratio 10x / 1x ({label}) | | | | {peaks[label, 10] / peaks[label, 1]:.2f} |")
-    ray.shutdown()
 
 
 if __name__ == "__main__":
