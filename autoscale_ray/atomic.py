@@ -31,4 +31,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (NaN/inf become null, numpy values plain numbers)."""
+    from autoscale_ray.verbs.output import jsonable
+
+    write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr saying what and where), 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -59,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        obj, text = args.func(args)
+        # libraries (Ray Tune's banner, ...) print to stdout; keep it for our JSON/table only
+        with contextlib.redirect_stdout(sys.stderr):
+            obj, text = args.func(args)
     except BadInput as exc:
         print(f"autoscale-ray {args.verb}: error: {exc}", file=sys.stderr)
         return 2

@@ -33,8 +33,9 @@ META = ("key", "stage", "probe", "arm")
 class Predictor:
     def __init__(self, domains: Sequence[str], target: int, *, probes: Sequence[int],
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
-                 min_weight: float = 0.0) -> None:
+                 min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None) -> None:
         self.domains = tuple(domains)
+        self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
         self.probes = tuple(sorted(int(p) for p in probes))
         self.fixed_lr = lr
@@ -148,7 +149,10 @@ class Predictor:
             self.ddo_optimum(p)
         sources = [self.optima[p] for p in self.probes]
         if len(sources) >= 2:
-            mix = project(sources, self.target, min_weight=self.min_weight)
+            # DDO's bound says nothing about a domain's optimum (AutoScale): re-impose it at the
+            # target, as the floor x_i >= min_multiplier on the base quantities
+            floor = max(self.min_weight, self.min_multiplier * min(self.base_weights.values()))
+            mix = project(sources, self.target, min_weight=floor)
         else:
             mix = sources[0]
             self._note("one probe budget only: the recommendation is its DDO optimum, not projected")

@@ -58,6 +58,12 @@ class PlanConfig:
     target_seeds: int = 0                 # > 0: train predicted/uniform/small-optimum at the target
     seed: int = 0
 
+    def planned_trials(self) -> int:
+        m = len(self.base_weights)
+        k = len(self.probes)
+        return k * len(self.lrs) + k * (2 * m + 1) + (k if self.verify_probe else 0) \
+            + 3 * self.target_seeds
+
 
 @dataclass
 class DDOPlan:
@@ -68,6 +74,7 @@ class DDOPlan:
     out: dict[str, TrialSpec] = field(default_factory=dict)  # trial_id -> spec in flight
     done: dict[str, str] = field(default_factory=dict)      # key -> "ok" | "failed"
     rows: dict[str, list[dict]] = field(default_factory=dict)  # key -> evaluation rows
+    meta: dict[str, dict] = field(default_factory=dict)        # key -> probe/arm of the trial
     waiting: dict[str, set[str]] = field(default_factory=dict)  # group -> keys still to finish
     results: dict[str, Any] = field(default_factory=dict)   # fits reached: lr/ddo/recommendation
     finished: bool = False
@@ -95,7 +102,8 @@ class DDOPlan:
         self.done[spec.key] = "ok" if ok else "failed"
         if ok and rows:
             self.rows[spec.key] = rows
-            fits.add(spec.key, rows, {"probe": spec.probe, "arm": spec.tags.get("arm")})
+            self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("arm")}
+            fits.add(spec.key, rows, self.meta[spec.key])
         elif not ok:
             log.warning("trial %s (%s) failed or diverged: left out of every fit", trial_id, spec.key)
         for group, keys in list(self.waiting.items()):
@@ -205,6 +213,12 @@ class DDOSearcher(Searcher):
         # Trials in flight at the snapshot are re-run by Tune under the same ids, so `out` stays.
         self.plan = state["plan"]
         self._partial = state["partial"]
+        try:  # a resumed search has a fresh predictor: give it every finished trial again
+            fits = self._fits()
+            for key, rows in self.plan.rows.items():
+                fits.add(key, rows, self.plan.meta.get(key))
+        except Exception:
+            log.exception("could not refill the predictor after restore")
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -83,10 +83,13 @@ def law(runs: str | Path, *, min_tokens: float | None = None, holdout_largest: b
         fit_sizes = sizes[keep]
     elif sizes is not None:
         log.info("%s: one model size in the fitted rows: fitting L(D)", table.source)
-    fitted: LossLaw = fit_loss_law(loss[keep], tokens[keep], fit_sizes)
-    if bootstrap:
-        fitted = bootstrap_loss_law(fitted, loss[keep], tokens[keep], fit_sizes,
-                                    replicates=bootstrap, seed=seed)
+    try:
+        fitted: LossLaw = fit_loss_law(loss[keep], tokens[keep], fit_sizes)
+        if bootstrap:
+            fitted = bootstrap_loss_law(fitted, loss[keep], tokens[keep], fit_sizes,
+                                        replicates=bootstrap, seed=seed)
+    except BadInput as exc:  # the law names its arguments; name the file too
+        raise BadInput(str(exc), table.source) from None
     out: dict[str, Any] = {"form": fitted.form, **fitted.params(), "n_points": fitted.n_points,
                            "objective": fitted.objective,
                            "stderr": {k: (fitted.stderr or {}).get(k) for k in NAMES},

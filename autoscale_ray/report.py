@@ -1,0 +1,159 @@
+"""`report.md` with PNG plots for a finished search, rebuilt from `runs.parquet` and
+`recommendation.json` alone (so `autoscale-ray report DIR` needs no Ray and no rerun)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoscale_ray.atomic import atomic_path, write_text
+from autoscale_ray.errors import BadInput
+from autoscale_ray.runs import read_runs
+from autoscale_ray.verbs.output import format_table
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def plot_loss_curves(frame: pd.DataFrame, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    colors = {"lr": "tab:gray", "ddo": "tab:blue", "verify": "tab:green", "target": "tab:red"}
+    for (key, stage), run in frame.groupby(["key", "stage"], sort=False):
+        run = run.sort_values("tokens")
+        ax.plot(run["tokens"], run["loss"], color=colors.get(stage, "k"), alpha=0.6, lw=1)
+    for stage, c in colors.items():
+        ax.plot([], [], color=c, label=stage)
+    ax.set(xscale="log", xlabel="tokens", ylabel="validation loss (mean over domains)",
+           title="Loss curves of every trial")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_lr_law(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str | None:
+    import matplotlib.pyplot as plt
+
+    law = rec["evidence"].get("lr_law")
+    sweep = frame[frame["stage"] == "lr"]
+    if sweep.empty:
+        return None
+    final = sweep.loc[sweep.groupby("key")["tokens"].idxmax()]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for budget, grp in final.groupby("budget"):
+        grp = grp.sort_values("lr")
+        a1.plot(grp["lr"], grp["loss"], "o-", label=f"D = {budget:.3g}")
+    a1.set(xscale="log", xlabel="peak LR", ylabel="final loss", title="LR sweeps per horizon")
+    a1.legend(fontsize=8)
+    target = float(rec["tokens"])
+    if law:
+        d = np.geomspace(final["budget"].min() / 2, target * 2, 50)
+        a2.plot(d, law["B"] * d ** -law["beta"], "-", label=f"LR* = {law['B']:.3g} D^-{law['beta']:.3f}")
+    a2.plot([target], [rec["lr"]], "r*", ms=12, label=f"target LR {rec['lr']:.3g}")
+    lo, hi = rec.get("lr_interval") or [None, None]
+    if lo is not None and hi is not None and np.isfinite([lo, hi]).all():
+        a2.errorbar([target], [rec["lr"]], yerr=[[rec["lr"] - lo], [hi - rec["lr"]]], color="r")
+    a2.set(xscale="log", yscale="log", xlabel="tokens D", ylabel="optimal peak LR",
+           title="LR-horizon law (Bjorck et al. 2024)")
+    a2.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_mixtures(rec: dict[str, Any], path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    optima = rec["evidence"]["probe_optima"]
+    budgets = [float(b) for b in optima] + [float(rec["tokens"])]
+    domains = list(rec["weights"])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for d in domains:
+        ys = [optima[b]["weights"][d] for b in optima] + [rec["weights"][d]]
+        line, = ax.plot(budgets[:-1], ys[:-1], "o-", label=d)
+        ax.plot(budgets[-2:], ys[-2:], "--", color=line.get_color())
+        ax.plot(budgets[-1:], ys[-1:], "*", ms=12, color=line.get_color())
+    ax.set(xscale="log", xlabel="token budget", ylabel="weight",
+           title="DDO optima (o) and the AutoScale projection (*)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
+    """Per domain: the fitted f_i(x) + sum_{j != i} f_j(1) against the runs that perturb it."""
+    import matplotlib.pyplot as plt
+
+    optima = rec["evidence"]["probe_optima"]
+    domains = list(rec["weights"])
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.2), squeeze=False)
+    final = frame.loc[frame.groupby("key")["tokens"].idxmax()].set_index("run_id")
+    x = np.geomspace(0.1, 4, 100)
+    for budget, opt in optima.items():
+        resp, pert = opt["responses"], opt["perturbations"]
+        f1 = {d: (1 + resp[d]["a"]) ** -resp[d]["b"] + resp[d]["c"] for d in domains}
+        base = float(opt["objective_base"])
+        for ax, d in zip(axes[0], domains):
+            rest = sum(f1[j] for j in domains if j != d)
+            line, = ax.plot(x, (x + resp[d]["a"]) ** -resp[d]["b"] + resp[d]["c"] + rest,
+                            label=f"N = {float(budget):.3g}")
+            pts = [(p["factor"], final.loc[rid, "loss"] / base) for rid, p in pert.items()
+                   if p["domain"] == d and rid in final.index]
+            pts.append((1.0, 1.0))
+            ax.plot(*zip(*pts), "o", color=line.get_color())
+            ax.axvline(opt["multipliers"][d], color=line.get_color(), ls=":", lw=1)
+            ax.set(xscale="log", title=d, xlabel="multiplier x of the base quantity")
+    axes[0][0].set_ylabel("objective / base objective")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def write_report(out: str | Path) -> Path:
+    """Write `report.md` and its plots into `out` from `runs.parquet` and `recommendation.json`."""
+    out = Path(out)
+    rec_path, runs_path = out / "recommendation.json", out / "runs.parquet"
+    for p in (rec_path, runs_path):
+        if not p.exists():
+            raise BadInput("not a finished search folder (missing file)", str(p),
+                           "give the --out folder of `autoscale-ray run`")
+    rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    frame = read_runs(runs_path).frame
+    plots = [plot_loss_curves(frame, out / "loss_curves.png"), plot_lr_law(frame, rec, out / "lr_law.png"),
+             plot_mixtures(rec, out / "mixtures.png"), plot_responses(frame, rec, out / "responses.png")]
+    ev = rec["evidence"]
+    optima = ev["probe_optima"]
+    rows = [[d, *[optima[b]["weights"][d] for b in optima], w,
+             rec["expected_loss"]["per_domain"].get(d), "yes" if d in rec["at_bound"] else ""]
+            for d, w in rec["weights"].items()]
+    headers = ["domain", *[f"DDO @ {float(b):.3g}" for b in optima], f"target @ {float(rec['tokens']):.3g}",
+               "expected loss", "at bound"]
+    lo, hi = rec.get("lr_interval") or [None, None]
+    util = ev.get("utilisation", {})
+    lines = [
+        f"# autoscale-ray report: {out.name}", "",
+        f"Recommendation for a {float(rec['tokens']):.4g}-token run "
+        f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
+        "```", format_table(headers, rows), "```", "",
+        f"Peak LR: **{rec['lr']:.4g}**" + (f" (95% interval {lo:.3g} to {hi:.3g})"
+                                         if lo is not None and hi is not None else " (no interval)"),
+        "", f"Expected per-domain losses: L(D) fits on the {rec['expected_loss']['source']} runs "
+            f"({', '.join(rec['expected_loss']['runs'])}).", "",
+    ]
+    if util:
+        lines += [f"Trials: {util.get('trials')} ({util.get('errors')} errors); utilisation "
+                  f"{util.get('utilisation', float('nan')):.2f} = busy trial time "
+                  f"{util.get('busy_trial_seconds', 0):.0f} s / (wall {util.get('wall_seconds', 0):.0f} s "
+                  f"x {util.get('slots')} slots).", ""]
+    if ev.get("notes"):
+        lines += ["## Warnings", "", *[f"- {n}" for n in ev["notes"]], ""]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p]
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+    return out / "report.md"

@@ -1,0 +1,32 @@
+"""`autoscale-ray run CONFIG.yaml [--out DIR] [--resume]`: the whole search on Ray."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from autoscale_ray.verbs.output import format_table
+
+
+def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from autoscale_ray.pipeline import run
+
+    rec = run(args.config, args.out, resume=args.resume)
+    rows = [[d, w, rec["expected_loss"]["per_domain"].get(d)] for d, w in rec["weights"].items()]
+    util = rec["evidence"].get("utilisation", {})
+    text = (format_table(["domain", "weight", "expected loss"], rows)
+            + f"\n\npeak LR {rec['lr']:.4g} for {rec['tokens']:.4g} tokens; "
+              f"utilisation {util.get('utilisation', float('nan')):.2f}; "
+              f"recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}")
+    return rec, text
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="the whole search on Ray (local or cluster)",
+                              description="LR sweep, DDO at each probe budget, the AutoScale "
+                                          "projection to the target: one Ray Tune experiment.")
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("--out", default=None, help="output folder (default results/<name>)")
+    p.add_argument("--resume", action="store_true", help="resume a stopped search in --out")
+    p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    p.set_defaults(func=_run)
