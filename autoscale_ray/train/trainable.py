@@ -56,7 +56,9 @@ def run_proxy_trial(config: dict[str, Any]) -> None:
         _run_in_trial_process(cfg, options, run_id)
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
-        fit_proxy(cfg, options, run_id, callbacks=[TuneReportCallback()])
+        result = fit_proxy(cfg, options, run_id, callbacks=[TuneReportCallback()])
+        if result.error is not None:  # the trial must fail too, or Tune counts a partial run as done
+            raise result.error
 
 
 def _run_in_trial_process(cfg: TrainConfig, options: Mapping[str, Any], run_id: str) -> None:
