@@ -8,6 +8,7 @@ searcher's state comes back from Tune's searcher checkpoint and refills the pred
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -63,14 +64,25 @@ def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, f
 def search_trial(config: dict[str, Any]) -> None:
     """Tune trainable: the searcher's suggestion (key, stage, budget, weights, lr, seed) merged into
     the constant trial options, run as one proxy (`run_proxy_trial`)."""
+    from ray import tune
+
     from autoscale_ray.train.trainable import run_proxy_trial
+    from searchers.ddo import done_path
 
     trial = dict(config["trial"])
+    done_dir = trial.pop("done_dir")
+    marker = done_path(done_dir, config["key"])
+    if marker.exists():  # finished before a restart: report its rows again, train nothing
+        for row in json.loads(marker.read_text(encoding="utf-8"))["rows"]:
+            tune.report({k: v for k, v in row.items() if not k.startswith("config/")})
+        return
     trial.update(budget_tokens=int(config["budget"]), weights=dict(config["weights"]),
                  lr=float(config["lr"]), seed=int(config["seed"]), stage=config["stage"],
                  run_id=config["key"].replace("/", "_"),
                  meta={"key": config["key"], "probe": config.get("probe")})
     run_proxy_trial(trial)
+    with open(Path(done_dir).parent / "trained.jsonl", "a", encoding="utf-8") as ledger:
+        ledger.write(json.dumps({"key": config["key"], "finished": time.time()}) + "\n")
 
 
 def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, storage: str) -> dict[str, Any]:
@@ -79,6 +91,7 @@ def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, storage: str) -> dic
     in_process = r.in_process == "always" or (r.in_process == "auto" and tiny
                                               and int(cfg.train.get("num_workers", 1)) <= 1)
     options = {**cfg.train, "corpus_dir": str(corpus_dir), "storage_path": storage,
+               "done_dir": str(Path(storage).parent / "done"),
                "in_process": in_process, "cpus_per_worker": max(r.cpus_per_trial / 2, 0.25)}
     if r.gpus_per_trial > 0:
         options["use_gpu"] = True
@@ -139,7 +152,9 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": _trial_options(cfg, corpus.root, str(out / "train"))},
-            tune_config=tune.TuneConfig(search_alg=DDOSearcher(plan, predictor_name), metric="loss",
+            tune_config=tune.TuneConfig(search_alg=DDOSearcher(plan, predictor_name,
+                                                               done_dir=str(out / "done")),
+                                        metric="loss",
                                         mode="min", num_samples=-1,
                                         max_concurrent_trials=r.max_concurrent_trials,
                                         # a new actor per trial re-imports torch: seconds of

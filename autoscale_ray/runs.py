@@ -157,7 +157,9 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
         _numeric(frame, col, source)
 
     if "status" in frame.columns:
-        failed = frame["status"].astype(str).str.lower().isin(FAILED_STATUSES)
+        # a run that failed or diverged at any evaluation is out entirely, earlier rows included
+        bad_runs = frame.loc[frame["status"].astype(str).str.lower().isin(FAILED_STATUSES), "run_id"]
+        failed = frame["run_id"].isin(set(bad_runs))
         if failed.any():
             names = sorted(set(frame.loc[failed, "run_id"]))
             log.warning("%s: leaving out %d failed/diverged run(s) from every fit: %s",

@@ -25,11 +25,13 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
 
+from autoscale_ray.atomic import write_json
 from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
 
 log = logging.getLogger("autoscale_ray")
@@ -162,14 +164,26 @@ class DDOPlan:
         self._enqueue("target/all", specs)
 
 
+def done_path(done_dir: str, key: str) -> Path:
+    return Path(done_dir) / (key.replace("/", "_") + ".json")
+
+
+def write_done(done_dir: str, key: str, rows: list[dict]) -> None:
+    """Record a finished trial's rows (atomically) unless already recorded."""
+    path = done_path(done_dir, key)
+    if not path.exists():
+        write_json(path, {"key": key, "rows": rows})
+
+
 class DDOSearcher(Searcher):
     """Tune adapter over `DDOPlan`; the predictor actor is looked up by name, so this pickles."""
 
     def __init__(self, plan: DDOPlan, predictor_name: str, metric: str = "loss",
-                 mode: str = "min") -> None:
+                 mode: str = "min", done_dir: str | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.plan = plan
         self.predictor_name = predictor_name
+        self.done_dir = done_dir  # finished trials' rows, replayed if Tune runs them again
         self._partial: dict[str, list[dict]] = {}
         if not plan.queue and not plan.done and not plan.out:
             plan.start()
@@ -196,10 +210,15 @@ class DDOSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         rows = self._partial.pop(trial_id, [])
-        if result and "tokens" in result and (not rows or rows[-1].get("tokens") != result["tokens"]):
+        if result and "tokens" in result:
             rows.append(dict(result))
+        # a trial restored or replayed after a restart reports some evaluations again: keep one each
+        rows = sorted({float(r["tokens"]): r for r in rows}.values(), key=lambda r: float(r["tokens"]))
         status = (result or {}).get("status", "ok")
         ok = not error and bool(rows) and status not in ("diverged", "failed")
+        spec = self.plan.out.get(trial_id)
+        if ok and spec is not None and self.done_dir:
+            write_done(self.done_dir, spec.key, rows)
         try:
             self.plan.complete(trial_id, rows, ok, self._fits())
         except Exception:  # an exception in a searcher hook would end the whole experiment

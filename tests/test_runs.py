@@ -60,7 +60,7 @@ def test_given_budget_and_loss_are_kept() -> None:
 
 
 def test_failed_runs_are_left_out_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    frame = table().assign(status=["ok", "ok", "diverged", "diverged"])
+    frame = table().assign(status=["ok", "ok", "running", "diverged"])  # b's first row looked fine
     frame.loc[3, "loss.web"] = np.nan
     with caplog.at_level(logging.WARNING, logger="autoscale_ray"):
         runs = validate(frame, "t.csv", require=["loss"])
