@@ -1,0 +1,350 @@
+"""Baseline mixture searchers as Ray Tune `Searcher`s, for comparison with DDO + projection.
+
+Each issues trial configs of the same shape as `DDOSearcher` (`TrialSpec.to_config()`: key, stage,
+budget, weights, lr, seed, probe, tags), so they run in the same harness
+(`autoscale_ray.pipeline.search_trial`). All trials of one searcher train at one token `budget` and
+one fixed peak `lr`: either the target budget (what these methods must do without a projection) or
+a probe budget (their best mixture is then used at the target unchanged).
+
+  UniformSearcher        the uniform mixture, `n_trials` training seeds;
+  RandomMixtureSearcher  RegMix's sampler (Liu et al. 2024): Dirichlet mixtures around the token
+                         prior, recommendation = the best observed run;
+  TPEMixtureSearcher     Optuna's TPE through Ray's `OptunaSearch` over the simplex;
+  RegressionSearcher     RegMix: random mixtures, then the ridge regression's optimum
+                         (`autoscale_ray.laws.regression`), optionally refitted for a few rounds.
+
+Failed trials count against the trial budget and are left out of every fit. A searcher returns
+`None` while it waits for results and `Searcher.FINISHED` once its trials are all issued.
+
+    >>> from ray import tune
+    >>> from searchers.baselines import TPEMixtureSearcher
+    >>> searcher = TPEMixtureSearcher(["web", "code", "books"], n_trials=50, budget=2_000_000,
+    ...                               lr=1e-3, seed=0)
+    >>> tune.Tuner(search_trial, param_space={"trial": options},  # doctest: +SKIP
+    ...            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1)).fit()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from autoscale_ray.design import TrialSpec
+from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
+
+log = logging.getLogger("autoscale_ray")
+
+# RegMix's sampler settings (sail-sg/regmix, mixture_config/synthesize_mixture.py)
+REGMIX_TEMPERATURE = 0.5      # prior ** 0.5, renormalised: smooths a skewed token prior
+REGMIX_STRENGTHS = tuple(float(s) for s in np.logspace(math.log10(0.1), math.log10(5.0), 15))
+REGMIX_MAX_USAGE = 15.0       # a domain's weight may not exceed 15x its token share (epochs bound)
+REGMIX_MINIMUM = 2e-4         # weights below this are set to zero
+
+
+def regmix_dirichlet(prior: np.ndarray, n: int, rng: np.random.Generator, *,
+                     temperature: float = REGMIX_TEMPERATURE,
+                     strengths: Sequence[float] = REGMIX_STRENGTHS,
+                     max_usage: float = REGMIX_MAX_USAGE,
+                     minimum: float = REGMIX_MINIMUM) -> np.ndarray:
+    """`n` random mixtures as RegMix draws them (Liu et al. 2024): w ~ Dirichlet(s * p_T) with
+    p_T = prior^temperature / sum, the strength s drawn uniformly from a log grid over [0.1, 5]
+    (small s: sparse mixtures; large s: close to p_T); a draw with some w_i > min(max_usage * prior_i, 1)
+    is rejected; weights below `minimum` are zeroed and the row renormalised. Domains with a zero
+    prior stay at zero. (RegMix also rounds to multiples of `minimum` and drops duplicates before
+    writing configs; here the weights stay continuous.)"""
+    prior = np.asarray(prior, dtype=float)
+    live = prior > 0
+    tempered = np.zeros_like(prior)
+    tempered[live] = prior[live] ** temperature
+    tempered /= tempered.sum()
+    bound = np.minimum(max_usage * prior, 1.0)
+    grid = np.asarray(strengths, dtype=float)
+    out: list[np.ndarray] = []
+    while len(out) < n:
+        need = n - len(out)
+        s = grid[rng.integers(len(grid), size=2 * need + 8)]
+        w = np.zeros((len(s), len(prior)))
+        w[:, live] = rng.gamma(s[:, None] * tempered[live][None, :])  # Dirichlet via gammas
+        sums = w.sum(axis=1)
+        # a gamma draw can underflow to all zeros at tiny strengths: redraw those rows
+        w = w[sums > 0] / sums[sums > 0, None]
+        w = w[(w <= bound + 1e-12).all(axis=1)]
+        w[w < minimum] = 0.0
+        w = w[w.sum(axis=1) > 0]
+        out.extend(w / w.sum(axis=1, keepdims=True))
+    return np.asarray(out[:n])
+
+
+def _prior(domains: Sequence[str], prior: Mapping[str, float] | None) -> np.ndarray:
+    if prior is None:
+        return np.full(len(domains), 1.0 / len(domains))
+    unknown = sorted(set(prior) - set(domains))
+    if unknown:
+        raise BadInput(f"prior names unknown domains {unknown}", "searcher prior",
+                       f"use the domains {list(domains)}")
+    p = np.array([float(prior.get(d, 0.0)) for d in domains])
+    if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise BadInput(f"prior {dict(prior)} is not a set of finite shares >= 0 with a positive sum",
+                       "searcher prior", "give each domain's share of the available tokens")
+    return p / p.sum()
+
+
+class MixtureSearcher(Searcher):
+    """Shared bookkeeping: issued trials, observed (weights, objective) pairs, save/restore.
+    Subclasses implement `_propose(index) -> weights | None` and may override `recommendation`."""
+
+    stage = "baseline"
+
+    def __init__(self, domains: Sequence[str], *, n_trials: int, budget: int, lr: float,
+                 seed: int = 0, prior: Mapping[str, float] | None = None, metric: str = "loss",
+                 mode: str = "min") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.domains = tuple(domains)
+        if len(self.domains) < 2 or len(set(self.domains)) != len(self.domains):
+            raise BadInput(f"domains {list(domains)}", type(self).__name__,
+                           "give at least two distinct domain names")
+        if int(n_trials) < 1 or int(budget) < 1 or not (math.isfinite(lr) and lr > 0):
+            raise BadInput(f"n_trials={n_trials}, budget={budget}, lr={lr}", type(self).__name__,
+                           "use n_trials >= 1, budget >= 1 token and a positive LR")
+        if mode not in ("min", "max"):
+            raise BadInput(f"mode {mode!r}", type(self).__name__, "use 'min' or 'max'")
+        self.n_trials = int(n_trials)
+        self.budget = int(budget)
+        self.lr = float(lr)
+        self.seed = int(seed)
+        self.prior = _prior(self.domains, prior)
+        self.rng = np.random.default_rng(self.seed)
+        self.issued = 0
+        self.out: dict[str, tuple[int, np.ndarray]] = {}   # trial_id -> (index, weights)
+        self.observed: list[tuple[int, np.ndarray, float]] = []  # (index, weights, objective)
+        self.failed: list[int] = []
+
+    # -- Tune hooks -------------------------------------------------------------------------
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.issued >= self.n_trials:
+            return Searcher.FINISHED
+        w = self._propose(trial_id, self.issued)
+        if w is None:
+            return None
+        w = np.asarray(w, dtype=float)
+        w = w / w.sum()
+        index = self.issued
+        self.issued += 1
+        self.out[trial_id] = (index, w)
+        return self.spec(index, w).to_config()
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        index, w = self.out.pop(trial_id, (None, None))
+        if index is None:
+            return
+        value = None if (error or not result) else result.get(self.metric)
+        if value is None or not math.isfinite(float(value)) \
+                or result.get("status") in ("diverged", "failed"):
+            self.failed.append(index)
+        else:
+            self.observed.append((index, w, float(value)))
+        self._told(trial_id, index, None if index in self.failed else float(value))
+
+    # -- what subclasses fill in --------------------------------------------------------------
+    def _propose(self, trial_id: str, index: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _told(self, trial_id: str, index: int, value: float | None) -> None:
+        """A trial's objective (None: failed) after the shared bookkeeping."""
+
+    # -- results -------------------------------------------------------------------------------
+    def spec(self, index: int, weights: np.ndarray) -> TrialSpec:
+        return TrialSpec(f"{self.stage}/{self.budget:.4g}/{index}", self.stage, self.budget,
+                         {d: float(x) for d, x in zip(self.domains, weights)}, self.lr,
+                         self.seed, None, {"method": self.stage})
+
+    def _sign(self) -> float:
+        return 1.0 if self.mode == "min" else -1.0
+
+    def best(self) -> tuple[dict[str, float], float] | None:
+        """The best observed mixture and its objective, or None before any result."""
+        if not self.observed:
+            return None
+        _, w, v = min(self.observed, key=lambda o: self._sign() * o[2])
+        return {d: float(x) for d, x in zip(self.domains, w)}, v
+
+    def recommendation(self) -> dict[str, Any] | None:
+        """The mixture this method would train at the target: by default the best observed run."""
+        best = self.best()
+        if best is None:
+            return None
+        return {"tokens": self.budget, "weights": best[0], "observed": best[1],
+                "method": self.stage, "runs": len(self.observed)}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+class UniformSearcher(MixtureSearcher):
+    """The uniform mixture, trained with `n_trials` seeds (seed, seed + 1, ...)."""
+
+    stage = "uniform"
+
+    def _propose(self, trial_id: str, index: int) -> np.ndarray:
+        return np.full(len(self.domains), 1.0 / len(self.domains))
+
+    def spec(self, index: int, weights: np.ndarray) -> TrialSpec:
+        s = super().spec(index, weights)
+        return TrialSpec(s.key, s.stage, s.budget, s.weights, s.lr, self.seed + index, None, s.tags)
+
+    def recommendation(self) -> dict[str, Any] | None:
+        rec = super().recommendation()
+        if rec is not None:  # the mixture is fixed; report the mean over seeds, not the luckiest
+            rec["weights"] = {d: 1.0 / len(self.domains) for d in self.domains}
+            rec["observed"] = float(np.mean([v for _, _, v in self.observed]))
+        return rec
+
+
+class RandomMixtureSearcher(MixtureSearcher):
+    """RegMix's random mixtures (`regmix_dirichlet` around `prior`, default uniform); the
+    recommendation is the best observed run. Deterministic for a seed."""
+
+    stage = "random"
+
+    def __init__(self, domains: Sequence[str], *, n_trials: int, budget: int, lr: float,
+                 seed: int = 0, prior: Mapping[str, float] | None = None, metric: str = "loss",
+                 mode: str = "min", strengths: Sequence[float] = REGMIX_STRENGTHS,
+                 temperature: float = REGMIX_TEMPERATURE) -> None:
+        super().__init__(domains, n_trials=n_trials, budget=budget, lr=lr, seed=seed, prior=prior,
+                         metric=metric, mode=mode)
+        self.strengths = tuple(float(s) for s in strengths)
+        self.temperature = float(temperature)
+
+    def _propose(self, trial_id: str, index: int) -> np.ndarray:
+        return regmix_dirichlet(self.prior, 1, self.rng, temperature=self.temperature,
+                                strengths=self.strengths)[0]
+
+
+class TPEMixtureSearcher(MixtureSearcher):
+    """Optuna's TPE (`TPESampler(seed=seed)`) through Ray's `OptunaSearch`, over the simplex.
+
+    Parametrisation: m unnormalised log-weights around the prior, z_i ~ U[-log_range, log_range],
+    w_i = p_i exp(z_i) / sum_j p_j exp(z_j) (a softmax shifted by log p). All domains are treated
+    alike (stick-breaking would order them), and z = 0 is the prior; the redundant direction
+    (adding a constant to every z) leaves w unchanged, which TPE's per-dimension densities tolerate.
+    With log_range 3, one domain can get up to e^6 ~ 400 times another's weight relative to the prior."""
+
+    stage = "tpe"
+
+    def __init__(self, domains: Sequence[str], *, n_trials: int, budget: int, lr: float,
+                 seed: int = 0, prior: Mapping[str, float] | None = None, metric: str = "loss",
+                 mode: str = "min", log_range: float = 3.0, n_startup_trials: int = 10,
+                 multivariate: bool = False) -> None:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        super().__init__(domains, n_trials=n_trials, budget=budget, lr=lr, seed=seed, prior=prior,
+                         metric=metric, mode=mode)
+        if not (math.isfinite(log_range) and log_range > 0):
+            raise BadInput(f"log_range {log_range}", "TPEMixtureSearcher", "use a positive number")
+        self.params = [f"z{i}" for i in range(len(self.domains))]
+        space = {p: optuna.distributions.FloatDistribution(-log_range, log_range)
+                 for p in self.params}
+        sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=n_startup_trials,
+                                             multivariate=multivariate)
+        # the inner searcher always minimises its own metric; `_told` gives it the signed objective
+        self.optuna = OptunaSearch(space=space, metric="objective", mode="min", sampler=sampler)
+
+    def _propose(self, trial_id: str, index: int) -> np.ndarray:
+        params = self.optuna.suggest(trial_id)
+        z = np.array([params[p] for p in self.params], dtype=float)
+        logits = np.log(np.maximum(self.prior, 1e-300)) + z
+        logits[self.prior == 0] = -np.inf
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+    def _told(self, trial_id: str, index: int, value: float | None) -> None:
+        if value is None:
+            self.optuna.on_trial_complete(trial_id, None, error=True)
+        else:
+            self.optuna.on_trial_complete(trial_id, {"objective": self._sign() * value})
+
+
+class RegressionSearcher(MixtureSearcher):
+    """RegMix (Liu et al. 2024): `n_initial` random mixtures (`regmix_dirichlet`), then `rounds`
+    trials, each at the optimum of the ridge regression (`fit_ridge_mixture` + `search_mixture`)
+    refitted on every result so far. The recommendation is that optimum over all results (the best
+    observed run while fewer than the regression's minimum are in)."""
+
+    stage = "regression"
+
+    def __init__(self, domains: Sequence[str], *, n_initial: int, budget: int, lr: float,
+                 rounds: int = 1, seed: int = 0, prior: Mapping[str, float] | None = None,
+                 metric: str = "loss", mode: str = "min", n_samples: int = 100_000,
+                 top_k: int = 128, strengths: Sequence[float] = REGMIX_STRENGTHS,
+                 temperature: float = REGMIX_TEMPERATURE) -> None:
+        if int(n_initial) < MIN_RUNS or int(rounds) < 0:
+            raise BadInput(f"n_initial={n_initial}, rounds={rounds}", "RegressionSearcher",
+                           f"use n_initial >= {MIN_RUNS} random runs and rounds >= 0")
+        super().__init__(domains, n_trials=int(n_initial) + int(rounds), budget=budget, lr=lr,
+                         seed=seed, prior=prior, metric=metric, mode=mode)
+        self.n_initial = int(n_initial)
+        self.n_samples = int(n_samples)
+        self.top_k = int(top_k)
+        self.strengths = tuple(float(s) for s in strengths)
+        self.temperature = float(temperature)
+        self._cache: tuple[int, dict[str, Any]] | None = None
+
+    def _propose(self, trial_id: str, index: int) -> np.ndarray | None:
+        if index < self.n_initial:
+            return regmix_dirichlet(self.prior, 1, self.rng, temperature=self.temperature,
+                                    strengths=self.strengths)[0]
+        if self.out:  # a round refits on every earlier result: wait for the trials in flight
+            return None
+        if len(self.observed) < MIN_RUNS:  # raising here would abort the whole Tune run
+            log.warning("only %d of %d random runs succeeded; the regression needs %d: "
+                        "no regression rounds", len(self.observed), self.n_initial, MIN_RUNS)
+            self.n_trials = self.issued
+            return None
+        return self._search()[0]
+
+    def _search(self) -> tuple[np.ndarray, dict[str, Any]]:
+        n = len(self.observed)
+        if self._cache is None or self._cache[0] != n:
+            w = np.array([o[1] for o in self.observed])
+            y = self._sign() * np.array([o[2] for o in self.observed])
+            fit = fit_ridge_mixture(w, y)
+            found = search_mixture(fit, n_samples=self.n_samples, top_k=self.top_k,
+                                   seed=self.seed + n)
+            self._cache = (n, {"weights": found.weights,
+                               "predicted": self._sign() * found.predicted,
+                               "loo_rmse": fit.loo_rmse, "alpha": fit.alpha, "eps": fit.eps})
+        info = self._cache[1]
+        return info["weights"], info
+
+    def recommendation(self) -> dict[str, Any] | None:
+        if len(self.observed) < MIN_RUNS:
+            return super().recommendation()
+        w, info = self._search()
+        return {"tokens": self.budget, "weights": {d: float(x) for d, x in zip(self.domains, w)},
+                "predicted": info["predicted"], "loo_rmse": info["loo_rmse"],
+                "method": self.stage, "runs": len(self.observed)}
