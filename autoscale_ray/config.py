@@ -2,7 +2,8 @@
 
 ```yaml
 name: local-demo
-corpus:                      # exactly one of: embedded: true | synthetic: true | domains: {...}
+corpus:                      # exactly one of: embedded: true | synthetic: true (or {docs_per_domain,
+                             # doc_chars, seed}) | domains: {...}
   embedded: true
   seq_len: 128
   tokenizer: byte            # or the path of a tokenizers tokenizer.json
@@ -45,6 +46,7 @@ class CorpusSpec:
     tokenizer: str = "byte"
     val_tokens: int = 16_384
     cache_dir: str | None = None
+    synthetic: Mapping[str, int] = field(default_factory=dict)  # synthetic_corpus() sizes
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,11 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
         raise BadInput("the corpus needs exactly one of `embedded: true`, `synthetic: true` or "
                        "`domains: {name: {paths: [...]}}`", f"{source}: corpus")
     rest = {k: v for k, v in c.items() if k not in ("embedded", "synthetic", "domains")}
+    synthetic = c.get("synthetic")
+    if isinstance(synthetic, Mapping):  # size of the generated corpus
+        _known(synthetic, {"docs_per_domain", "doc_chars", "seed"}, f"{source}: corpus.synthetic")
+        rest["synthetic"] = {k: _number(v, f"{source}: corpus.synthetic.{k}", positive=k != "seed",
+                                        integer=True) for k, v in synthetic.items()}
     corpus = _dataclass_from(CorpusSpec, {"kind": kinds[0], "domains": c.get("domains") or {}, **rest},
                              f"{source}: corpus", {
                                  "seq_len": lambda v, w: _number(v, w, integer=True),

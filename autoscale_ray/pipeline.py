@@ -39,7 +39,9 @@ def prepare(cfg: ExperimentConfig, out: Path):
     if c.kind == "embedded":
         sources = embedded_sources(build_embedded_corpus())
     elif c.kind == "synthetic":
-        sources = synthetic_sources(synthetic_corpus(packed.parent / "synthetic-text"))
+        sizes = dict(c.synthetic)
+        folder = "synthetic-text-" + "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
+        sources = synthetic_sources(synthetic_corpus(packed.parent / folder.rstrip("-"), **sizes))
     else:
         sources = sources_from_config(c.domains, f"{cfg.source}: corpus.domains")
     return prepare_corpus(sources, packed, seq_len=c.seq_len, tokenizer=c.tokenizer,

@@ -174,6 +174,10 @@ class Predictor:
             },
         }
 
+    def note(self, text: str) -> None:
+        """A warning for the recommendation's evidence (and the log)."""
+        self._note(text)
+
     def _note(self, text: str) -> None:
         if text not in self.notes:
             log.warning(text)

@@ -44,6 +44,7 @@ class Fits(Protocol):
     def lr_for(self, budget: float) -> float: ...
     def ddo_optimum(self, probe: int) -> dict[str, Any]: ...
     def recommendation(self) -> dict[str, Any]: ...
+    def note(self, text: str) -> None: ...
 
 
 @dataclass
@@ -107,7 +108,8 @@ class DDOPlan:
             self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("arm")}
             fits.add(spec.key, rows, self.meta[spec.key])
         elif not ok:
-            log.warning("trial %s (%s) failed or diverged: left out of every fit", trial_id, spec.key)
+            fits.note(f"trial {spec.key} ({trial_id}) failed or diverged: left out of every fit, "
+                      f"so its stage rests on fewer runs than designed")
         for group, keys in list(self.waiting.items()):
             keys.discard(spec.key)
             if not keys:

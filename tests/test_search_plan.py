@@ -57,6 +57,9 @@ class FakeFits:
     def ddo_optimum(self, probe):
         return {"tokens": probe, "weights": {"a": 0.2, "b": 0.3, "c": 0.5}}
 
+    def note(self, text):
+        self.notes = getattr(self, "notes", []) + [text]
+
     def recommendation(self):
         return {"tokens": 8000, "weights": {"a": 0.1, "b": 0.3, "c": 0.6}, "lr": 5e-4}
 
@@ -91,6 +94,7 @@ def test_plan_runs_stages_in_order_and_finishes() -> None:
         if spec.stage == "ddo":
             assert spec.lr == pytest.approx(fits.lr_for(spec.budget))
     assert "ddo/1000/a-up" not in fits.added and plan.done["ddo/1000/a-up"] == "failed"
+    assert any("ddo/1000/a-up" in n and "fewer runs than designed" in n for n in fits.notes)
     assert plan.results["recommendation"]["weights"]["c"] == 0.6
 
 
