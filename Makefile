@@ -24,7 +24,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/law_multistart.py
+	$(BIN)/python benchmarks/law_multistart.py --naive-starts 150 --full-naive analytic
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/regression_loo.py
+	$(BIN)/python benchmarks/data_stream.py
+	$(BIN)/python benchmarks/train_overhead.py --tokens 800000
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -24,6 +24,8 @@ from autoscale_ray.runs import validate, write_runs
 log = logging.getLogger("autoscale_ray")
 
 TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")
+# Fault injection for tests: trials whose keys are listed here raise (each attempt is logged).
+FAIL_KEYS_ENV = "AUTOSCALE_RAY_TESTING_FAIL_KEYS"
 
 
 def prepare(cfg: ExperimentConfig, out: Path):
@@ -73,6 +75,10 @@ def search_trial(config: dict[str, Any]) -> None:
 
     trial = dict(config["trial"])
     done_dir = trial.pop("done_dir")
+    if config["key"] in os.environ.get(FAIL_KEYS_ENV, "").split(","):  # chaos testing only
+        with open(Path(done_dir).parent / "injected_failures.log", "a", encoding="utf-8") as f:
+            f.write(config["key"] + "\n")
+        raise RuntimeError(f"injected failure of trial {config['key']} ({FAIL_KEYS_ENV})")
     marker = done_path(done_dir, config["key"])
     if marker.exists():  # finished before a restart: report its rows again, train nothing
         for row in json.loads(marker.read_text(encoding="utf-8"))["rows"]:

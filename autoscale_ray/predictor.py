@@ -107,6 +107,20 @@ class Predictor:
                        f" using its best observed LR {lr:.3g}")
         return float(lr * (budget / horizon) ** -BETA_PRIOR)
 
+    def lr_horizons(self) -> list[dict[str, Any]]:
+        """Each swept horizon's quadratic fit (vertex LR*, whether the grid bracketed it)."""
+        f = self.frame("lr")
+        if f.empty:
+            return []
+        final = self._table(f, "lr sweep").final()
+        out = []
+        for horizon, sel in final.groupby("budget"):
+            if sel["lr"].nunique() >= 3:
+                fit = fit_horizon(sel["lr"].to_numpy(float), sel["loss"].to_numpy(float), float(horizon))
+                out.append({"tokens": float(horizon), "lr_star": fit.lr_star, "used": fit.used,
+                            "reason": fit.reason, "n_lrs": fit.n_lrs})
+        return out
+
     def ddo_optimum(self, probe: int) -> dict[str, Any]:
         f = self.frame("ddo", probe)
         if f.empty:
@@ -144,10 +158,16 @@ class Predictor:
         return out
 
     def recommendation(self) -> dict[str, Any]:
-        missing = [p for p in self.probes if p not in self.optima]
-        for p in missing:
-            self.ddo_optimum(p)
-        sources = [self.optima[p] for p in self.probes]
+        for p in self.probes:
+            if p not in self.optima:
+                try:
+                    self.ddo_optimum(p)
+                except BadInput as exc:
+                    self._note(f"DDO at {p:.4g} tokens could not be fitted and is left out: {exc}")
+        probes = [p for p in self.probes if p in self.optima]
+        if not probes:
+            raise RuntimeError("no probe budget has a DDO optimum: see the warnings")
+        sources = [self.optima[p] for p in probes]
         if len(sources) >= 2:
             # DDO's bound says nothing about a domain's optimum (AutoScale): re-impose it at the
             # target, as the floor x_i >= min_multiplier on the base quantities
@@ -165,10 +185,11 @@ class Predictor:
             "lr": lr, "lr_interval": interval,
             "expected_loss": self.expected_losses(self.target),
             "evidence": {
-                "probe_optima": {str(p): self.optima[p].to_json() for p in self.probes},
+                "probe_optima": {str(p): self.optima[p].to_json() for p in probes},
                 "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
                 "lr_law": None if law is None else {"B": law.B, "beta": law.beta,
                                                     "horizons": law.n_used},
+                "lr_horizons": self.lr_horizons(),
                 "trials": sorted({r["key"] for r in self.rows}),
                 "notes": list(dict.fromkeys(self.notes)),
             },

@@ -60,6 +60,10 @@ def plot_lr_law(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str | N
     if law:
         d = np.geomspace(final["budget"].min() / 2, target * 2, 50)
         a2.plot(d, law["B"] * d ** -law["beta"], "-", label=f"LR* = {law['B']:.3g} D^-{law['beta']:.3f}")
+    for h in rec["evidence"].get("lr_horizons", []):
+        if h["lr_star"] and np.isfinite(h["lr_star"]):
+            a2.plot([h["tokens"]], [h["lr_star"]], "o" if h["used"] else "x", color="tab:blue")
+    a2.plot([], [], "o", color="tab:blue", label="per-horizon LR* (x: not bracketed)")
     a2.plot([target], [rec["lr"]], "r*", ms=12, label=f"target LR {rec['lr']:.3g}")
     lo, hi = rec.get("lr_interval") or [None, None]
     if lo is not None and hi is not None and np.isfinite([lo, hi]).all():

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
+
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -37,6 +37,7 @@ from ray.tune.search import Searcher
 from autoscale_ray.design import TrialSpec
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
+from searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
 
@@ -95,7 +96,7 @@ def _prior(domains: Sequence[str], prior: Mapping[str, float] | None) -> np.ndar
     return p / p.sum()
 
 
-class MixtureSearcher(Searcher):
+class MixtureSearcher(PickledState, Searcher):
     """Shared bookkeeping: issued trials, observed (weights, objective) pairs, save/restore.
     Subclasses implement `_propose(index) -> weights | None` and may override `recommendation`."""
 
@@ -194,14 +195,6 @@ class MixtureSearcher(Searcher):
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
 
 
 class UniformSearcher(MixtureSearcher):

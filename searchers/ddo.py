@@ -23,7 +23,7 @@ Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots sta
 from __future__ import annotations
 
 import logging
-import pickle
+
 from collections import deque
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ from ray.tune.search import Searcher
 
 from autoscale_ray.atomic import write_json
 from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
+from searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
 
@@ -138,13 +139,19 @@ class DDOPlan:
             self._enqueue(f"ddo/{probe}", self._ddo_specs(probe, fits.lr_for))
         elif stage == "ddo":
             probe = int(probe_text)
-            optimum = fits.ddo_optimum(probe)
+            try:
+                optimum = fits.ddo_optimum(probe)
+            except Exception as exc:  # e.g. a failed trial left a domain with too few points
+                fits.note(f"DDO at {probe:.4g} tokens could not be fitted, this probe is left out: "
+                          f"{str(exc).strip().splitlines()[-1]}")
+                optimum = None
             self.results.setdefault("ddo", {})[probe] = optimum
-            if cfg.verify_probe:
+            if optimum is not None and cfg.verify_probe:
                 self._enqueue(f"verify/{probe}", [TrialSpec(
                     f"verify/{probe:.4g}", "verify", probe, optimum["weights"], fits.lr_for(probe),
                     cfg.seed, probe)])
-            if all(p in self.results["ddo"] for p in cfg.probes):
+            if all(p in self.results["ddo"] for p in cfg.probes) and \
+                    any(self.results["ddo"].values()):
                 self._recommend(fits)
         elif stage == "target":
             self.results["recommendation"] = fits.recommendation()
@@ -156,7 +163,7 @@ class DDOPlan:
         if cfg.target_seeds <= 0:
             return
         names = list(cfg.base_weights)
-        smallest = self.results["ddo"][min(cfg.probes)]["weights"]
+        smallest = self.results["ddo"][min(p for p, o in self.results["ddo"].items() if o)]["weights"]
         arms = {"projected": rec["weights"], "uniform": {d: 1 / len(names) for d in names},
                 "small-optimum": smallest}
         lr = float(rec["lr"]) if rec.get("lr") else fits.lr_for(cfg.target)
@@ -177,7 +184,7 @@ def write_done(done_dir: str, key: str, rows: list[dict]) -> None:
         write_json(path, {"key": key, "rows": rows})
 
 
-class DDOSearcher(Searcher):
+class DDOSearcher(PickledState, Searcher):
     """Tune adapter over `DDOPlan`; the predictor actor is looked up by name, so this pickles."""
 
     def __init__(self, plan: DDOPlan, predictor_name: str, metric: str = "loss",
@@ -240,11 +247,3 @@ class DDOSearcher(Searcher):
                 fits.add(key, rows, self.plan.meta.get(key))
         except Exception:
             log.exception("could not refill the predictor after restore")
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))

@@ -119,3 +119,25 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     proc = run_cli("run", str(tmp_path / "bad.yaml"))
     assert proc.returncode == 2 and "line" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_failed_trial_is_retried_then_left_out_with_a_warning(tmp_path: Path) -> None:
+    """A trial that keeps failing is retried `max_failures` times, then left out of the fits; the
+    recommendation names it and says its stage rests on fewer runs than designed."""
+    out = tmp_path / "out"
+    cfg = config(tmp_path, "faulty", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2])
+    obj = yaml.safe_load(cfg.read_text())
+    obj["search"].pop("lr")
+    cfg.write_text(yaml.safe_dump(obj))
+    bad = "lr/2.4e+04/0.003"
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "AUTOSCALE_RAY_TESTING_FAIL_KEYS": bad}
+    proc = subprocess.run([EXE, "run", str(cfg), "--out", str(out), "--json"], capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(proc.stdout)
+    attempts = (out / "injected_failures.log").read_text().split()
+    assert attempts == [bad, bad]  # the first try + max_failures=1 retry
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert bad not in set(runs["key"]) and runs["key"].nunique() == 2 * 4 - 1 + 2 * 9
+    assert any(bad in note and "fewer runs than designed" in note for note in rec["evidence"]["notes"])
+    assert bad in proc.stderr  # the warning on the terminal names it too

@@ -1,4 +1,4 @@
-"""Integration: proxy runs of the tiny presets on a packed corpus with real Ray (CPU, gloo DDP).
+"""Integration: proxy runs of the tiny presets on the embedded corpus with real Ray (CPU, gloo DDP).
 
 One local Ray (2 CPUs) for the module; every Train worker and trial asks for 0.5 CPU so Ray Data
 keeps a free CPU to stream the mixture (DESIGN notes: otherwise it waits forever).
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 SEQ = 128
 BASE = dict(model="gpt2-tiny", budget_tokens=24 * 1024, global_batch_tokens=1024, micro_batch=4,
             lr=2e-3, eval_count=6, eval_batches=2, seed=3,
-            weights={"templates": 0.4, "markov": 0.3, "zipf_small": 0.2, "zipf_large": 0.1})
+            weights={"stubs": 0.4, "cpp": 0.3, "python": 0.2, "prose": 0.1})
 EVAL_TOKENS = [s * 1024 for s in eval_steps(24, 6, 0.02)]
 
 
@@ -38,11 +38,12 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def corpus(ray_cluster, tmp_path_factory):
-    from autoscale_ray.data import prepare_corpus, synthetic_corpus, synthetic_sources
+    from autoscale_ray.data import build_embedded_corpus, embedded_sources, prepare_corpus
 
+    # the embedded default corpus (real text, cached in the user cache once built)
     root = tmp_path_factory.mktemp("train-corpus")
-    src = synthetic_corpus(root / "src", docs_per_domain=60, doc_chars=2000)
-    return prepare_corpus(synthetic_sources(src), root / "packed", seq_len=SEQ, val_tokens=4096)
+    return prepare_corpus(embedded_sources(build_embedded_corpus()), root / "packed", seq_len=SEQ,
+                          val_tokens=4096)
 
 
 @pytest.fixture(autouse=True)
