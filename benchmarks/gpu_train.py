@@ -12,10 +12,8 @@ evaluation rows, skipping the first window (warm-up, compilation).
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 
-import numpy as np
 import torch
 
 from autoscale_ray.train import Placement, RunInfo, TokenIds, TrainConfig, model_spec, train_proxy

@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import minimize
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.laws.ddo import DDOFit, find_design, fit_ddo, optimize_mixture, solve_ddo
+from autoscale_ray.laws.ddo import DDOFit, find_design, optimize_mixture, solve_ddo
 
 A = np.array([0.3, 1.0, 0.5, 4.0])
 B = np.array([0.8, 1.2, 0.5, 0.15])      # domain 3 saturates: its optimum sits on the bound

@@ -18,25 +18,9 @@ import numpy as np
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.lr_horizon import DEFAULT_WINDOW, fit_lr_horizon
 from autoscale_ray.runs import RunsTable, read_runs
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.verbs.output import format_table, parse_tokens
 
 log = logging.getLogger("autoscale_ray")
-
-_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_tokens(text: str) -> float:
-    """A positive token count: `2e10`, `20000000000` or `20B` (k, M, B/G, T suffixes)."""
-    raw = text.strip().replace("_", "")
-    scale = _SUFFIX.get(raw[-1:].lower(), 1.0) if raw and raw[-1].isalpha() else 1.0
-    try:
-        value = float(raw[:-1] if scale != 1.0 else raw) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a token count (e.g. 2e10 or 20B)") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"`{text}` must be a positive token count")
-    return value
-
 
 def lr_law(runs: str | Path | RunsTable, target_tokens: float, *, include_edge: bool = False,
            level: float = 0.95, window: int | None = DEFAULT_WINDOW) -> dict[str, Any]:

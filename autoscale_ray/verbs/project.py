@@ -17,8 +17,7 @@ import numpy as np
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.projection import fit_projection, floor_weights
 from autoscale_ray.mixture import Mixture, read_mixture
-from autoscale_ray.verbs.lr import parse_tokens
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.verbs.output import format_table, parse_tokens
 
 
 def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
