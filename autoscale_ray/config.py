@@ -198,8 +198,13 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     if resources.in_process not in ("auto", "always", "never"):
         raise BadInput(f"in_process {resources.in_process!r}", f"{source}: resources.in_process",
                        "use auto, always or never")
+    storage = obj.get("storage_path")
+    if storage is not None and (not isinstance(storage, str) or "://" in storage):
+        raise BadInput(f"storage_path {storage!r} is not a local or mounted folder",
+                       f"{source}: storage_path", "object-storage URIs are not supported yet: "
+                       "use a shared mount (NFS, a mounted bucket) on a cluster")
     cfg = ExperimentConfig(str(obj.get("name") or "autoscale"), corpus, train, search, resources,
-                           obj.get("storage_path"), source)
+                           storage, source)
     # every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
     # (fixed-others: the probe less the largest domain's share cut by `down`)
     probe = min(search.probe_budgets)

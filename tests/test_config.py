@@ -34,3 +34,11 @@ def test_budget_too_small_for_the_batch(tmp_path: Path) -> None:
                     "search: {probe_budgets: [1.0e5, 2.0e5], target_budget: 1.0e6, lr: 1.0e-3}\n")
     with pytest.raises(BadInput, match="fewer than eval_count"):
         load_config(path)
+
+
+def test_object_storage_path_is_refused_until_supported(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("storage_path: s3://bucket/runs\ncorpus: {embedded: true}\n"
+                    "search: {probe_budgets: [1.0e5, 2.0e5], target_budget: 1.0e6, lr: 1.0e-3}\n")
+    with pytest.raises(BadInput, match="storage_path.*not supported yet"):
+        load_config(path)
