@@ -10,7 +10,6 @@ a warning that names them, so a diverged run never enters a fit.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -275,7 +274,3 @@ def write_runs(frame: pd.DataFrame, path: str | Path) -> None:
             pacsv.write_csv(table, tmp)
         else:
             pq.write_table(table, tmp)
-
-
-def is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -26,7 +26,7 @@ import logging
 
 from collections import deque
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
@@ -128,8 +128,7 @@ class DDOPlan:
     def _ddo_specs(self, probe: int, lr_for) -> list[TrialSpec]:
         cfg = self.cfg
         specs = ddo_perturbations(probe, cfg.base_weights, cfg.down, cfg.up, cfg.design, cfg.seed)
-        return [TrialSpec(s.key, s.stage, s.budget, s.weights, lr_for(s.budget), s.seed, s.probe, s.tags)
-                for s in specs]
+        return [replace(s, lr=lr_for(s.budget)) for s in specs]
 
     def _group_done(self, group: str, fits: Fits) -> None:
         stage, _, probe_text = group.partition("/")
