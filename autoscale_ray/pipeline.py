@@ -28,25 +28,41 @@ TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")
 FAIL_KEYS_ENV = "AUTOSCALE_RAY_TESTING_FAIL_KEYS"
 
 
-def prepare(cfg: ExperimentConfig, out: Path):
-    """The packed corpus of the config (built once, then read from the cache)."""
-    from autoscale_ray.data import (build_embedded_corpus, embedded_sources, prepare_corpus,
-                                    sources_from_config, synthetic_corpus, synthetic_sources)
+def corpus_sources(cfg: ExperimentConfig) -> list:
+    """The config's domain sources, checked (paths, formats, text columns) without Ray, so a bad
+    shard is one clear line before anything starts or is written."""
+    from autoscale_ray.data import (build_embedded_corpus, embedded_sources, sources_from_config,
+                                    synthetic_corpus, synthetic_sources)
+    from autoscale_ray.data.sources import check_sources, resolve_source
 
+    c = cfg.corpus
+    if c.kind == "embedded":
+        return embedded_sources(build_embedded_corpus())
+    if c.kind == "synthetic":
+        sizes = dict(c.synthetic)
+        folder = "synthetic-text-" + "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
+        return synthetic_sources(synthetic_corpus(packed_root(cfg).parent / folder.rstrip("-"), **sizes))
+    sources = sources_from_config(c.domains, f"{cfg.source}: corpus.domains")
+    check_sources(sources)
+    for source in sources:
+        resolve_source(source)
+    return sources
+
+
+def packed_root(cfg: ExperimentConfig) -> Path:
+    # packed corpora are keyed by their sources, tokenizer and seq_len: share them across runs
     from autoscale_ray.data.embedded import default_packed_dir
 
     c = cfg.corpus
-    # packed corpora are keyed by their sources, tokenizer and seq_len: share them across runs
-    packed = Path(c.cache_dir).expanduser() if c.cache_dir else default_packed_dir()
-    if c.kind == "embedded":
-        sources = embedded_sources(build_embedded_corpus())
-    elif c.kind == "synthetic":
-        sizes = dict(c.synthetic)
-        folder = "synthetic-text-" + "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
-        sources = synthetic_sources(synthetic_corpus(packed.parent / folder.rstrip("-"), **sizes))
-    else:
-        sources = sources_from_config(c.domains, f"{cfg.source}: corpus.domains")
-    return prepare_corpus(sources, packed, seq_len=c.seq_len, tokenizer=c.tokenizer,
+    return Path(c.cache_dir).expanduser() if c.cache_dir else default_packed_dir()
+
+
+def prepare(cfg: ExperimentConfig, sources: list):
+    """The packed corpus of the config (built once, then read from the cache)."""
+    from autoscale_ray.data import prepare_corpus
+
+    c = cfg.corpus
+    return prepare_corpus(sources, packed_root(cfg), seq_len=c.seq_len, tokenizer=c.tokenizer,
                           val_tokens=c.val_tokens)
 
 
@@ -132,10 +148,11 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     if resume and not (exp_dir / cfg.name).exists():
         raise BadInput(f"nothing to resume in {exp_dir / cfg.name}", "--resume",
                        "run without --resume first, or give the same --out")
+    sources = corpus_sources(cfg)
     _quiet_ray()
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
-    corpus = prepare(cfg, out)
+    corpus = prepare(cfg, sources)
     domains = tuple(corpus.domains)
     weights = base_weights(cfg, domains)
     s = cfg.search
