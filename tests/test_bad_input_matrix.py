@@ -1,16 +1,22 @@
 """Table-driven bad input through the command line: exit code 2, one line naming the file, row and
-column (or key), nothing on stdout and no file written."""
+column (or key), nothing on stdout and no file written.
+
+Four kinds of input: experiment configs (`run CONFIG.yaml`, refused in `load_config`), data shards
+(a config whose `corpus.domains` point at bad files, refused before Ray starts), runs tables
+(`ddo`, `lr`, `law`, `regress`) and mixture files (`project`)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from autoscale_ray.cli import main
 
@@ -47,77 +53,227 @@ def mix(tokens=1e6, **weights) -> dict:
     return {"tokens": tokens, "weights": weights or {"web": 0.5, "code": 0.3, "books": 0.2}}
 
 
-# (name, files to write {name: content}, argv (files by name), expected pieces of the message)
+def good_config() -> dict:
+    """A valid small config (tests/test_pipeline.py::config): synthetic corpus, gpt2-tiny, fixed LR."""
+    return {
+        "name": "bad-input",
+        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": "cache"},
+        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
+                  "eval_batches": 2},
+        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
+        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
+    }
+
+
+def config_with(section: str | None = None, drop: tuple[str, ...] = (), **changes) -> dict:
+    """The good config with keys of one section (or the top level) changed or dropped."""
+    cfg = good_config()
+    part = cfg if section is None else cfg[section]
+    for key in drop:
+        part.pop(key)
+    part.update(changes)
+    return cfg
+
+
+# Shard files of a valid corpus of two domains; each shard case adds one bad domain `bad`.
+GOOD_SHARDS = {"web.txt": "a web page\nanother web page\n",
+               "code.jsonl": '{"text": "def f(): pass"}\n{"text": "x = 1"}\n'}
+
+
+def shard_config(**bad) -> dict:
+    domains = {"web": {"paths": ["web.txt"]}, "code": {"paths": ["code.jsonl"], "format": "jsonl"}}
+    if bad:
+        domains["bad"] = bad
+    return config_with("corpus", drop=("synthetic", "val_tokens"), domains=domains)
+
+
+def shard_case(name: str, files: dict, pieces: list[str], **bad) -> tuple:
+    return ("shard", name, {**GOOD_SHARDS, **files, "c.yaml": shard_config(**bad)}, RUN, pieces)
+
+
+RUN = ["run", "c.yaml", "--out", "out"]
+
+# (kind, name, files to write {name: content}, argv (files by name), expected pieces of the message)
 CASES = [
-    ("missing run_id", {"r.csv": ddo_table().drop(columns="run_id")}, ["ddo", "r.csv"],
+    # experiment configs: refused by load_config, before the corpus or Ray
+    ("config", "unknown top-level key", {"c.yaml": config_with(bogus=1)}, RUN, ["c.yaml", "unknown key(s) bogus"]),
+    ("config", "unknown train key", {"c.yaml": config_with("train", lr_warmup=0.1)}, RUN,
+     ["c.yaml: train", "'lr_warmup'"]),
+    ("config", "unknown search key", {"c.yaml": config_with("search", probes=[1e4])}, RUN,
+     ["c.yaml: search", "unknown key(s) probes"]),
+    ("config", "unknown resources key", {"c.yaml": config_with("resources", gpus=1)}, RUN,
+     ["c.yaml: resources", "unknown key(s) gpus"]),
+    ("config", "non-numeric budget", {"c.yaml": config_with("search", probe_budgets=[1.2e4, "lots"])}, RUN,
+     ["c.yaml: search.probe_budgets", "'lots'", "not a positive number"]),
+    ("config", "target below the largest probe", {"c.yaml": config_with("search", target_budget=2e4)}, RUN,
+     ["c.yaml: search.target_budget", "not above the largest probe"]),
+    ("config", "lr_grid with too few values",
+     {"c.yaml": config_with("search", drop=("lr",), lr_grid=[1e-3, 2e-3])}, RUN,
+     ["c.yaml: search.lr_grid", ">= 4"]),
+    ("config", "no learning rate", {"c.yaml": config_with("search", drop=("lr",))}, RUN,
+     ["c.yaml: search", "no learning rate"]),
+    ("config", "train.lr owned by the search", {"c.yaml": config_with("train", lr=1e-3)}, RUN,
+     ["c.yaml: train", "train.lr is set by the search"]),
+    ("config", "invalid YAML", {"c.yaml": "name: x\ncorpus: [unclosed\n"}, RUN,
+     ["c.yaml, line", "not valid YAML"]),
+    ("config", "YAML list, not a mapping", {"c.yaml": "- name: x\n- corpus: {}\n"}, RUN,
+     ["c.yaml", "must be a YAML mapping"]),
+    ("config", "two corpus kinds", {"c.yaml": config_with("corpus", embedded=True)}, RUN,
+     ["c.yaml: corpus", "exactly one of"]),
+    ("config", "no corpus kind", {"c.yaml": config_with("corpus", drop=("synthetic",))}, RUN,
+     ["c.yaml: corpus", "exactly one of"]),
+    ("config", "storage_path not a string", {"c.yaml": config_with(storage_path=["runs"])}, RUN,
+     ["c.yaml: storage_path", "['runs']"]),
+    ("config", "negative max_concurrent_trials",
+     {"c.yaml": config_with("resources", max_concurrent_trials=-1)}, RUN,
+     ["c.yaml: resources.max_concurrent_trials", "-1"]),
+    ("config", "budgets too small for the batch", {"c.yaml": config_with("train", global_batch_tokens=4096)}, RUN,
+     ["c.yaml: search.probe_budgets", "fewer than eval_count=6"]),
+    ("config", "DDO down above 1", {"c.yaml": config_with("search", ddo={"down": 1.5})}, RUN,
+     ["c.yaml: search", "down=1.5"]),
+    ("config", "missing config file", {}, ["run", "absent.yaml", "--out", "out"], ["absent.yaml", "not found"]),
+    # data shards: `run` resolves and checks every domain's files before Ray starts
+    shard_case("path does not exist", {}, ["domain `bad`", "nope/bad.txt", "does not exist"],
+               paths=["nope/bad.txt"]),
+    shard_case("glob matches nothing", {"shards/a.jsonl": '{"text": "x"}\n'},
+               ["domain `bad`", "shards/*.parquet", "matches no file"], paths=["shards/*.parquet"]),
+    shard_case("parquet without the text column", {"bad.parquet": pd.DataFrame({"content": ["a", "b"]})},
+               ["domain `bad`", "bad.parquet", "no column `text`", "content"], paths=["bad.parquet"]),
+    shard_case("not parquet but named .parquet", {"bad.parquet": "just,some\ncsv,text\n"},
+               ["domain `bad`", "bad.parquet", "not a readable Parquet file"], paths=["bad.parquet"]),
+    shard_case("JSONL first line not JSON", {"bad.jsonl": 'text: hello\n{"text": "x"}\n'},
+               ["domain `bad`", "bad.jsonl", "JSON object per line"], paths=["bad.jsonl"]),
+    shard_case("JSONL without the text field", {"bad.jsonl": '{"body": "hello"}\n'},
+               ["domain `bad`", "bad.jsonl", "no field `text`", "body"], paths=["bad.jsonl"]),
+    shard_case("text_column not in the JSONL", {"bad.jsonl": '{"text": "hello"}\n'},
+               ["domain `bad`", "bad.jsonl", "no field `content`"], paths=["bad.jsonl"], text_column="content"),
+    shard_case("unknown format name", {"bad.txt": "hello\n"}, ["domain `bad`", "unknown format `csv`"],
+               paths=["bad.txt"], format="csv"),
+    shard_case("unknown file extension", {"bad.csv": "text\nhello\n"},
+               ["domain `bad`", "bad.csv", "extension `.csv`"], paths=["bad.csv"]),
+    shard_case("every file empty", {"bad/a.txt": "", "bad/b.txt": ""}, ["domain `bad`", "every file is empty"],
+               paths=["bad/*.txt"]),
+    shard_case("folder with only writer markers", {"bad/_SUCCESS": "", "bad/.crc": "x"},
+               ["domain `bad`", "holds no files"], paths=["bad"]),
+    shard_case("file given as format hf", {"bad.txt": "hello\n"},
+               ["domain `bad`", "bad.txt", "not a `save_to_disk` folder"], paths=["bad.txt"], format="hf"),
+    shard_case("domain with no paths", {}, ["c.yaml: corpus.domains.bad.paths", "non-empty list"],
+               format="text"),
+    shard_case("unknown key in a domain", {"bad.txt": "hello\n"}, ["c.yaml: corpus.domains.bad", "'column'"],
+               paths=["bad.txt"], column="body"),
+    # runs tables
+    ("runs", "missing run_id", {"r.csv": ddo_table().drop(columns="run_id")}, ["ddo", "r.csv"],
      ["r.csv", "run_id"]),
-    ("missing tokens", {"r.csv": ddo_table().drop(columns="tokens")}, ["ddo", "r.csv"], ["r.csv", "tokens"]),
-    ("NaN loss", {"r.csv": ddo_table().assign(**{"loss.web": [np.nan] + [2.5] * 6})}, ["ddo", "r.csv"],
+    ("runs", "missing tokens", {"r.csv": ddo_table().drop(columns="tokens")}, ["ddo", "r.csv"],
+     ["r.csv", "tokens"]),
+    ("runs", "NaN loss", {"r.csv": ddo_table().assign(**{"loss.web": [np.nan] + [2.5] * 6})}, ["ddo", "r.csv"],
      ["r.csv", "row 1", "loss.web"]),
-    ("inf tokens", {"r.csv": ddo_table().assign(tokens=[np.inf] + [1e6] * 6)}, ["ddo", "r.csv"],
+    ("runs", "inf tokens", {"r.csv": ddo_table().assign(tokens=[np.inf] + [1e6] * 6)}, ["ddo", "r.csv"],
      ["r.csv", "row 1", "tokens"]),
-    ("negative weight", {"r.csv": ddo_table().assign(**{"w.code": [0.3, -0.1, .3, .3, .3, .3, .3]})},
+    ("runs", "negative weight", {"r.csv": ddo_table().assign(**{"w.code": [0.3, -0.1, .3, .3, .3, .3, .3]})},
      ["ddo", "r.csv"], ["r.csv", "row 2", "w.code"]),
-    ("all-zero mixture", {"r.csv": ddo_table().assign(**{f"w.{d}": [0.0] + [1 / 3] * 6 for d in DOMAINS})},
+    ("runs", "all-zero mixture",
+     {"r.csv": ddo_table().assign(**{f"w.{d}": [0.0] + [1 / 3] * 6 for d in DOMAINS})},
      ["ddo", "r.csv"], ["r.csv", "row 1", "zero"]),
-    ("duplicate evaluation", {"r.csv": pd.concat([ddo_table(), ddo_table().iloc[[3]]])}, ["ddo", "r.csv"],
+    ("runs", "duplicate evaluation", {"r.csv": pd.concat([ddo_table(), ddo_table().iloc[[3]]])}, ["ddo", "r.csv"],
      ["r.csv", "row 8", "duplicate", "--average-duplicates"]),
-    ("not a design", {"r.csv": ddo_table().iloc[[0, 1, 3]]}, ["ddo", "r.csv"], ["r.csv"]),
-    ("unknown base", {"r.csv": ddo_table()}, ["ddo", "r.csv", "--base", "nope"], ["r.csv", "nope"]),
-    ("text in tokens", {"r.csv": ddo_table().assign(tokens=["x"] + [1e6] * 6)}, ["ddo", "r.csv"],
+    ("runs", "not a design", {"r.csv": ddo_table().iloc[[0, 1, 3]]}, ["ddo", "r.csv"], ["r.csv"]),
+    ("runs", "unknown base", {"r.csv": ddo_table()}, ["ddo", "r.csv", "--base", "nope"], ["r.csv", "nope"]),
+    ("runs", "text in tokens", {"r.csv": ddo_table().assign(tokens=["x"] + [1e6] * 6)}, ["ddo", "r.csv"],
      ["r.csv", "row 1", "tokens"]),
-    ("single LR horizon", {"r.csv": lr_table().iloc[:4]}, ["lr", "r.csv", "--target-tokens", "1e9"],
+    ("runs", "Parquet without tokens", {"r.parquet": ddo_table().drop(columns="tokens")}, ["ddo", "r.parquet"],
+     ["r.parquet", "tokens"]),
+    ("runs", "single LR horizon", {"r.csv": lr_table().iloc[:4]}, ["lr", "r.csv", "--target-tokens", "1e9"],
      ["r.csv", "single horizon"]),
-    ("LR table without lr", {"r.csv": lr_table().drop(columns="lr")}, ["lr", "r.csv", "--target-tokens", "1e9"],
-     ["r.csv", "lr"]),
-    ("law without enough points", {"r.csv": lr_table().iloc[:3]}, ["law", "r.csv"], ["r.csv"]),
-    ("unknown table format", {"r.txt": "run_id,tokens\n"}, ["law", "r.txt"], ["r.txt", "format"]),
-    ("missing runs file", {}, ["law", "absent.csv"], ["absent.csv", "not found"]),
-    ("mixture without tokens", {"a.json": {"weights": {"web": 1}}, "b.json": mix(2e6)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "tokens"]),
-    ("mixture negative weight", {"a.json": mix(web=-1, code=1, books=1), "b.json": mix(2e6)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "weights.web"]),
-    ("mixture NaN weight", {"a.json": '{"tokens": 1e6, "weights": {"web": NaN, "code": 1, "books": 1}}',
-                            "b.json": mix(2e6)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "web"]),
-    ("mixture all zero", {"a.json": mix(web=0, code=0, books=0), "b.json": mix(2e6)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "zero"]),
-    ("domains differ between files", {"a.json": mix(), "b.json": mix(2e6, web=.5, code=.3, news=.2)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["b.json", "news"]),
-    ("mixture not JSON", {"a.json": "{oops", "b.json": mix(2e6)},
-     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "JSON"]),
-    ("regress domains differ", {"r.csv": ddo_table(), "m.csv": pd.DataFrame({"w.web": [1.0], "w.news": [1.0]})},
-     ["regress", "r.csv", "--target", "loss", "--predict", "m.csv"], ["m.csv"]),
-    ("regress target missing", {"r.csv": ddo_table(), "m.csv": ddo_table()[[f"w.{d}" for d in DOMAINS]]},
+    ("runs", "LR table without lr", {"r.csv": lr_table().drop(columns="lr")},
+     ["lr", "r.csv", "--target-tokens", "1e9"], ["r.csv", "lr"]),
+    ("runs", "law without enough points", {"r.csv": lr_table().iloc[:3]}, ["law", "r.csv"], ["r.csv"]),
+    ("runs", "unknown table format", {"r.txt": "run_id,tokens\n"}, ["law", "r.txt"], ["r.txt", "format"]),
+    ("runs", "missing runs file", {}, ["law", "absent.csv"], ["absent.csv", "not found"]),
+    ("runs", "regress target missing", {"r.csv": ddo_table(), "m.csv": ddo_table()[[f"w.{d}" for d in DOMAINS]]},
      ["regress", "r.csv", "--target", "loss.nope", "--predict", "m.csv"], ["r.csv", "loss.nope"]),
+    # mixture files (`project` inputs, `regress --predict` mixtures)
+    ("mixture", "mixture without tokens", {"a.json": {"weights": {"web": 1}}, "b.json": mix(2e6)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "tokens"]),
+    ("mixture", "mixture negative weight", {"a.json": mix(web=-1, code=1, books=1), "b.json": mix(2e6)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "weights.web"]),
+    ("mixture", "mixture NaN weight",
+     {"a.json": '{"tokens": 1e6, "weights": {"web": NaN, "code": 1, "books": 1}}', "b.json": mix(2e6)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "web"]),
+    ("mixture", "mixture all zero", {"a.json": mix(web=0, code=0, books=0), "b.json": mix(2e6)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "zero"]),
+    ("mixture", "domains differ between files", {"a.json": mix(), "b.json": mix(2e6, web=.5, code=.3, news=.2)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["b.json", "news"]),
+    ("mixture", "mixture not JSON", {"a.json": "{oops", "b.json": mix(2e6)},
+     ["project", "a.json", "b.json", "--target-tokens", "1e8"], ["a.json", "JSON"]),
+    ("mixture", "regress mixtures with other domains",
+     {"r.csv": ddo_table(), "m.csv": pd.DataFrame({"w.web": [1.0], "w.news": [1.0]})},
+     ["regress", "r.csv", "--target", "loss", "--predict", "m.csv"], ["m.csv"]),
 ]
+KINDS = ("config", "shard", "runs", "mixture")
 
 
 def write(tmp: Path, files: dict) -> None:
     for name, content in files.items():
         path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, pd.DataFrame):
-            content.to_csv(path, index=False)
+            if path.suffix == ".parquet":
+                content.to_parquet(path, index=False)
+            else:
+                content.to_csv(path, index=False)
         elif isinstance(content, dict):
-            path.write_text(json.dumps(content))
+            path.write_text(yaml.safe_dump(content, sort_keys=False) if path.suffix == ".yaml" else json.dumps(content))
         else:
             path.write_text(content)
 
 
-@pytest.mark.parametrize("name,files,argv,pieces", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, name, files, argv, pieces):
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_matrix_covers_every_kind() -> None:
+    """The matrix cannot shrink silently: >= 5 cases of each kind, >= 25 in all, unique names."""
+    counts = Counter(case[0] for case in CASES)
+    assert set(counts) == set(KINDS), counts
+    assert all(counts[kind] >= 5 for kind in KINDS), counts
+    assert sum(counts.values()) >= 25, counts
+    assert len({case[1] for case in CASES}) == len(CASES)
+
+
+def test_base_configs_are_valid(tmp_path: Path, monkeypatch) -> None:
+    """The config and shard cases each break one thing of an input that is otherwise accepted."""
+    from autoscale_ray.config import load_config
+    from autoscale_ray.pipeline import corpus_sources
+
+    write(tmp_path, {**GOOD_SHARDS, "good.yaml": good_config(), "shards.yaml": shard_config()})
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("good.yaml")
+    assert cfg.corpus.kind == "synthetic" and cfg.search.probe_budgets == (12_000, 24_000)
+    cfg = load_config("shards.yaml")
+    assert cfg.corpus.kind == "domains"
+    assert [s.name for s in corpus_sources(cfg)] == ["web", "code"]
+    assert sorted(tree(tmp_path)) == sorted([*GOOD_SHARDS, "good.yaml", "shards.yaml"])
+
+
+@pytest.mark.parametrize("kind,name,files,argv,pieces", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, kind, name, files, argv, pieces):
     write(tmp_path, files)
     monkeypatch.chdir(tmp_path)
-    before = sorted(p.name for p in tmp_path.iterdir())
+    before = tree(tmp_path)
     code = main([*argv, "--json"])
     out, err = capsys.readouterr()
     assert code == 2, err
     assert out == ""
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], err
     for piece in pieces:
         assert piece in lines[0], lines[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    assert tree(tmp_path) == before  # nothing written
+    if argv[0] == "run":  # refused before Ray starts and before the output folder exists
+        assert not (tmp_path / "out").exists()
+        ray = sys.modules.get("ray")
+        assert ray is None or not ray.is_initialized()
 
 
 def test_installed_command_exit_code(tmp_path: Path) -> None:
