@@ -34,6 +34,7 @@ import yaml
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.train.config import TrainConfig
+from autoscale_ray.train.models import PRESETS
 
 SEARCH_OWNED = ("budget_tokens", "weights", "lr", "seed")  # set per trial by the searcher
 
@@ -71,7 +72,8 @@ class SearchSpec:
 class ResourceSpec:
     max_concurrent_trials: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0       # fractions pack several tiny proxies on one GPU
+    gpus_per_trial: float = 0.0       # < 1 packs proxies on a GPU; n >= 1: n Train workers x 1 GPU
+    trials_per_gpu: int = 0           # shorthand for gpus_per_trial = 1 / trials_per_gpu
     in_process: str = "auto"          # auto: tiny CPU proxies train in the trial's process
     max_failures: int = 1             # Tune retries of a failed trial (from its checkpoint)
 
@@ -117,6 +119,12 @@ def _number(value: Any, where: str, *, positive: bool = True, integer: bool = Fa
     return int(round(value)) if integer else float(value)
 
 
+def _whole(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInput(f"{value!r} is not a whole number >= 1", where)
+    return value
+
+
 def _dataclass_from(cls, values: Mapping[str, Any], where: str, convert: Mapping[str, Any]):
     _known(values, {f.name for f in dataclasses.fields(cls)}, where)
     return cls(**{k: convert.get(k, lambda v, w: v)(v, f"{where}.{k}") for k, v in values.items()})
@@ -134,6 +142,12 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
         raise BadInput("the corpus needs exactly one of `embedded: true`, `synthetic: true` or "
                        "`domains: {name: {paths: [...]}}`", f"{source}: corpus")
     rest = {k: v for k, v in c.items() if k not in ("embedded", "synthetic", "domains")}
+    for key in ("cache_dir", "tokenizer"):
+        if key in rest and (not isinstance(rest[key], str) or not rest[key]):
+            raise BadInput(f"{key} {rest[key]!r} is not a path", f"{source}: corpus.{key}")
+    if rest.get("tokenizer", "byte") != "byte" and not Path(rest["tokenizer"]).expanduser().is_file():
+        raise BadInput(f"tokenizer file `{rest['tokenizer']}` not found", f"{source}: corpus.tokenizer",
+                       "give \"byte\" or the path of a `tokenizers` tokenizer.json")
     synthetic = c.get("synthetic")
     if isinstance(synthetic, Mapping):  # size of the generated corpus
         _known(synthetic, {"docs_per_domain", "doc_chars", "seed"}, f"{source}: corpus.synthetic")
@@ -145,13 +159,29 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
                                  "val_tokens": lambda v, w: _number(v, w, integer=True)})
 
     train = _section(obj, "train", source, required=False)
+    model = train.get("model", "gpt2-tiny")
+    if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
+        raise BadInput(f"unknown model {model!r}: neither a preset nor an existing config file",
+                       f"{source}: train.model",
+                       f"use one of {', '.join(PRESETS)} or a transformers config.json path")
     owned = sorted(set(train) & set(SEARCH_OWNED))
     if owned:
         raise BadInput(f"train.{owned[0]} is set by the search for each trial", f"{source}: train",
                        "remove it (budgets and LRs go under `search:`)")
 
     s = _section(obj, "search", source)
-    s.update(s.pop("ddo", None) or {})
+    ddo = s.pop("ddo", None) or {}
+    if not isinstance(ddo, Mapping):
+        raise BadInput("`ddo` must be a mapping", f"{source}: search.ddo",
+                       "write e.g. {down: 0.2, up: 3.0, design: fixed-others}")
+    s.update(ddo)
+    if s.get("base_weights") is not None:
+        given = s["base_weights"]
+        if not isinstance(given, Mapping) or not given:
+            raise BadInput("`base_weights` must be a mapping {domain: weight}",
+                           f"{source}: search.base_weights")
+        s["base_weights"] = {str(d): _number(w, f"{source}: search.base_weights.{d}")
+                             for d, w in given.items()}
     probes = s.get("probe_budgets")
     if not isinstance(probes, list) or not probes:
         raise BadInput("`probe_budgets` must be a list of token budgets", f"{source}: search.probe_budgets")
@@ -194,15 +224,16 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
                                     "max_concurrent_trials": lambda v, w: _number(v, w, integer=True),
                                     "cpus_per_trial": lambda v, w: _number(v, w),
                                     "gpus_per_trial": lambda v, w: _number(v, w, positive=False),
+                                    "trials_per_gpu": _whole,
                                     "max_failures": lambda v, w: _number(v, w, positive=False, integer=True)})
     if resources.in_process not in ("auto", "always", "never"):
         raise BadInput(f"in_process {resources.in_process!r}", f"{source}: resources.in_process",
                        "use auto, always or never")
+    resources = _gpu_share(resources, cfg_train_workers(obj), f"{source}: resources")
     storage = obj.get("storage_path")
-    if storage is not None and (not isinstance(storage, str) or "://" in storage):
-        raise BadInput(f"storage_path {storage!r} is not a local or mounted folder",
-                       f"{source}: storage_path", "object-storage URIs are not supported yet: "
-                       "use a shared mount (NFS, a mounted bucket) on a cluster")
+    if storage is not None and (not isinstance(storage, str) or not storage.strip()):
+        raise BadInput(f"storage_path {storage!r} is not a folder or URI", f"{source}: storage_path",
+                       "give a path, a shared mount, or s3://bucket/prefix (gs://...)")
     cfg = ExperimentConfig(str(obj.get("name") or "autoscale"), corpus, train, search, resources,
                            storage, source)
     # every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
@@ -214,6 +245,31 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     train_cfg = cfg.train_config(budget_tokens=smallest, lr=search.lr or search.lr_grid[0])
     train_cfg.total_steps(corpus.seq_len, f"{source}: search.probe_budgets")
     return cfg
+
+
+def cfg_train_workers(obj: Mapping[str, Any]) -> int:
+    train = obj.get("train") or {}
+    return int(train.get("num_workers", 1)) if isinstance(train, Mapping) else 1
+
+
+def _gpu_share(r: ResourceSpec, workers: int, where: str) -> ResourceSpec:
+    """Resolve `trials_per_gpu`; whole GPUs go one per Ray Train worker (gpus = num_workers)."""
+    if r.trials_per_gpu:
+        if r.gpus_per_trial:
+            raise BadInput("both trials_per_gpu and gpus_per_trial are set", where, "keep one")
+        if workers > 1:
+            raise BadInput("trials_per_gpu packs single-process proxies; train.num_workers > 1",
+                           where, "use gpus_per_trial: <n> for multi-worker trials")
+        return dataclasses.replace(r, gpus_per_trial=1.0 / r.trials_per_gpu)
+    g = r.gpus_per_trial
+    if g >= 1 and g != workers:
+        raise BadInput(f"gpus_per_trial={g:g} with train.num_workers={workers}: whole GPUs go one "
+                       "per Ray Train worker", f"{where}.gpus_per_trial",
+                       f"set train.num_workers: {g:g}, or a fraction below 1 to pack trials on a GPU")
+    if 0 < g < 1 and workers > 1:
+        raise BadInput(f"a GPU fraction ({g}) cannot be split across {workers} Train workers",
+                       f"{where}.gpus_per_trial", "use whole GPUs for multi-worker trials")
+    return r
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

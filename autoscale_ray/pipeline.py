@@ -8,24 +8,25 @@ searcher's state comes back from Tune's searcher checkpoint and refills the pred
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from autoscale_ray import chaos
 from autoscale_ray.atomic import write_json
 from autoscale_ray.config import ExperimentConfig, load_config
 from autoscale_ray.errors import BadInput
 from autoscale_ray.runs import validate, write_runs
+from autoscale_ray.storage import Store
 
 log = logging.getLogger("autoscale_ray")
 
 TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")
-# Fault injection for tests: trials whose keys are listed here raise (each attempt is logged).
-FAIL_KEYS_ENV = "AUTOSCALE_RAY_TESTING_FAIL_KEYS"
 
 
 def corpus_sources(cfg: ExperimentConfig) -> list:
@@ -83,42 +84,85 @@ def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, f
 
 def search_trial(config: dict[str, Any]) -> None:
     """Tune trainable: the searcher's suggestion (key, stage, budget, weights, lr, seed) merged into
-    the constant trial options, run as one proxy (`run_proxy_trial`)."""
+    the constant trial options, run as one proxy (`run_proxy_trial`). Markers and ledgers go to
+    the output store, which every node of a cluster sees (object storage or a shared mount)."""
+    import ray
     from ray import tune
 
     from autoscale_ray.train.trainable import run_proxy_trial
-    from searchers.ddo import done_path
+    from searchers.ddo import read_done
 
     trial = dict(config["trial"])
-    done_dir = trial.pop("done_dir")
-    if config["key"] in os.environ.get(FAIL_KEYS_ENV, "").split(","):  # chaos testing only
-        with open(Path(done_dir).parent / "injected_failures.log", "a", encoding="utf-8") as f:
-            f.write(config["key"] + "\n")
-        raise RuntimeError(f"injected failure of trial {config['key']} ({FAIL_KEYS_ENV})")
-    marker = done_path(done_dir, config["key"])
-    if marker.exists():  # finished before a restart: report its rows again, train nothing
-        for row in json.loads(marker.read_text(encoding="utf-8"))["rows"]:
+    out = Store(trial.pop("out"))
+    if chaos.should_fail(config["key"]):  # fault-tolerance tests only; each attempt is logged
+        out.add_record("injected_failures", {"key": config["key"], "time": time.time()})
+        raise RuntimeError(f"injected failure of trial {config['key']} ({chaos.FAIL_KEYS_ENV})")
+    rows = read_done(out, config["key"])
+    if rows is not None:  # finished before a restart: report its rows again, train nothing
+        for row in rows:
             tune.report({k: v for k, v in row.items() if not k.startswith("config/")})
         return
+    if "corpus_uri" in trial:  # a node that did not pack the corpus fetches it once
+        trial["corpus_dir"] = str(local_corpus(trial.pop("corpus_uri"), trial["corpus_dir"]))
     trial.update(budget_tokens=int(config["budget"]), weights=dict(config["weights"]),
                  lr=float(config["lr"]), seed=int(config["seed"]), stage=config["stage"],
                  run_id=config["key"].replace("/", "_"),
-                 meta={"key": config["key"], "probe": config.get("probe")})
+                 meta={"key": config["key"], "probe": config.get("probe"),
+                       "node": ray.get_runtime_context().get_node_id()})
     run_proxy_trial(trial)
-    with open(Path(done_dir).parent / "trained.jsonl", "a", encoding="utf-8") as ledger:
-        ledger.write(json.dumps({"key": config["key"], "finished": time.time()}) + "\n")
+    out.add_record("trained", {"key": config["key"], "finished": time.time()})
 
 
-def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, storage: str) -> dict[str, Any]:
+def local_corpus(uri: str, corpus_dir: str) -> Path:
+    """The packed corpus on this node: `corpus_dir` if present, else a copy of `uri` in this node's
+    cache (downloaded to a temporary folder, then renamed, so concurrent trials never see half)."""
+    from autoscale_ray.data.embedded import default_packed_dir
+    from autoscale_ray.data.packed import MANIFEST
+
+    if (Path(corpus_dir) / MANIFEST).exists():
+        return Path(corpus_dir)
+    target = default_packed_dir() / Path(corpus_dir).name
+    if not (target / MANIFEST).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        Store(uri).download("", tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another trial on this node finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
+    """What Tune reserves per trial: the proxy's CPUs and GPU share when it trains in the trial's
+    process (a fraction packs several tiny proxies on one GPU); its driver's CPUs only when it runs
+    on Ray Train, whose workers reserve their own GPUs."""
     r = cfg.resources
-    tiny = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and r.gpus_per_trial == 0
-    in_process = r.in_process == "always" or (r.in_process == "auto" and tiny
-                                              and int(cfg.train.get("num_workers", 1)) <= 1)
-    options = {**cfg.train, "corpus_dir": str(corpus_dir), "storage_path": storage,
-               "done_dir": str(Path(storage).parent / "done"),
-               "in_process": in_process, "cpus_per_worker": max(r.cpus_per_trial / 2, 0.25)}
+    if _in_process(cfg) and r.gpus_per_trial > 0:
+        return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
+    return {"cpu": r.cpus_per_trial}
+
+
+def _in_process(cfg: ExperimentConfig) -> bool:
+    r = cfg.resources
+    if r.in_process != "auto":
+        return r.in_process == "always"
+    single = int(cfg.train.get("num_workers", 1)) <= 1
+    tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and r.gpus_per_trial == 0
+    return single and (tiny_cpu or 0 < r.gpus_per_trial < 1)
+
+
+def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, out: Store) -> dict[str, Any]:
+    r = cfg.resources
+    options = {**cfg.train, "corpus_dir": str(corpus_dir), "storage_path": out.uri("train"),
+               "out": out.location, "in_process": _in_process(cfg),
+               "cpus_per_worker": max(r.cpus_per_trial / 2, 0.25)}
+    if not out.local:
+        options["corpus_uri"] = out.uri(f"corpus/{corpus_dir.name}")
     if r.gpus_per_trial > 0:
         options["use_gpu"] = True
+        workers = max(1, int(cfg.train.get("num_workers", 1)))
+        options["gpus_per_worker"] = r.gpus_per_trial / workers
     return options
 
 
@@ -132,8 +176,32 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN",
+                             "AWS_SESSION_TOKEN"})
+
+
+def _keep_credentials_out_of_ray_logs() -> None:
+    """Ray Tune copies the driver's AWS keys into every trainable's runtime_env, and Ray's
+    runtime-env agent logs that env in clear text. Trials get credentials from their node (the
+    environment `ray start` had, an instance role, a service account) instead."""
+    from ray.tune.execution import class_cache
+
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if isinstance(propagated, (set, frozenset)):
+        class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - CREDENTIAL_VARS
+
+
+def _tune_storage(location: str) -> dict[str, Any]:
+    """RunConfig/restore keywords for a local folder or an object-storage URI."""
+    store = Store(location)
+    if store.local:
+        return {"storage_path": store.path}
+    return {"storage_path": store.path, "storage_filesystem": store.fs}
+
+
 def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) the search of a config; returns the recommendation."""
+    """Run (or resume) the search of a config; returns the recommendation. `out` (and the
+    config's storage_path) may be a folder or an object-storage URI (s3://, gs://)."""
     import ray
     from ray import tune
 
@@ -143,16 +211,21 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     from searchers.ddo import DDOPlan, DDOSearcher, PlanConfig
 
     cfg = load_config(config_path)
-    out = Path(out or Path("results") / cfg.name).resolve()
-    exp_dir = Path(cfg.storage_path or out / "tune")
-    if resume and not (exp_dir / cfg.name).exists():
-        raise BadInput(f"nothing to resume in {exp_dir / cfg.name}", "--resume",
+    store = Store(out or Path("results") / cfg.name)
+    tune_store = Store(cfg.storage_path or store.uri("tune"))
+    if resume and not tune_store.exists(cfg.name):
+        raise BadInput(f"nothing to resume in {tune_store.uri(cfg.name)}", "--resume",
                        "run without --resume first, or give the same --out")
     sources = corpus_sources(cfg)
     _quiet_ray()
+    _keep_credentials_out_of_ray_logs()
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     corpus = prepare(cfg, sources)
+    if not store.local and not store.exists(f"corpus/{corpus.root.name}/manifest.json"):
+        store.upload(corpus.root, f"corpus/{corpus.root.name}")  # for nodes without the cache
+    # the driver writes its files here; for object storage they are uploaded at the end
+    work = Path(store.path) if store.local else Path(tempfile.mkdtemp(prefix="autoscale-ray-out-"))
     domains = tuple(corpus.domains)
     weights = base_weights(cfg, domains)
     s = cfg.search
@@ -161,45 +234,48 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
                                 probes=s.probe_budgets, lr=s.lr, min_multiplier=s.min_multiplier,
                                 metric=s.metric, min_weight=s.min_weight, base_weights=weights)
     r = cfg.resources
-    resources = {"cpu": r.cpus_per_trial, **({"gpu": r.gpus_per_trial} if r.gpus_per_trial else {})}
-    trainable = tune.with_resources(search_trial, resources)
+    trainable = tune.with_resources(search_trial, trial_resources(cfg))
     plan_cfg = PlanConfig(probes=s.probe_budgets, base_weights=weights, target=s.target_budget,
                           lrs=s.lr_grid, lr=s.lr, down=s.down, up=s.up, design=s.design,
                           verify_probe=s.verify_probe, target_seeds=s.target_seeds, seed=s.seed)
-    progress = ProgressCallback(out / "progress.json", slots=r.max_concurrent_trials,
+    progress = ProgressCallback(store, slots=r.max_concurrent_trials,
                                 planned=plan_cfg.planned_trials())
     started = time.time()
     if resume:
-        tuner = tune.Tuner.restore(str(exp_dir / cfg.name), trainable=trainable,
-                                   resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{tune_store.path}/{cfg.name}", trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True,
+                                   **({} if tune_store.local else {"storage_filesystem": tune_store.fs}))
     else:
         plan = DDOPlan(plan_cfg)
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": _trial_options(cfg, corpus.root, str(out / "train"))},
+            param_space={"trial": _trial_options(cfg, corpus.root, store)},
             tune_config=tune.TuneConfig(search_alg=DDOSearcher(plan, predictor_name,
-                                                               done_dir=str(out / "done")),
+                                                               out=store.location),
                                         metric="loss",
                                         mode="min", num_samples=-1,
                                         max_concurrent_trials=r.max_concurrent_trials,
                                         # a new actor per trial re-imports torch: seconds of
                                         # idle slot per trial, more than a tiny proxy trains
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=cfg.name, storage_path=str(exp_dir), verbose=0,
-                                      callbacks=[progress],
-                                      failure_config=tune.FailureConfig(max_failures=r.max_failures)))
+            run_config=tune.RunConfig(name=cfg.name, verbose=0, callbacks=[progress],
+                                      failure_config=tune.FailureConfig(max_failures=r.max_failures),
+                                      **_tune_storage(tune_store.location)))
     grid = tuner.fit()
     wall = time.time() - started
     rows = ray.get(predictor.frame.remote())
     if rows.empty:
         raise RuntimeError("the search produced no completed trials")
-    write_runs(validate(rows, "<search>").frame, out / "runs.parquet")
+    write_runs(validate(rows, "<search>").frame, work / "runs.parquet")
     rec = ray.get(predictor.recommendation.remote())
     busy = sum(float(r.metrics.get("time_total_s", 0.0)) for r in grid if r.metrics)
     rec["evidence"]["utilisation"] = {
         "busy_trial_seconds": busy, "wall_seconds": wall, "slots": r.max_concurrent_trials,
         "utilisation": busy / (wall * r.max_concurrent_trials) if wall > 0 else math.nan,
-        "trials": len(grid), "errors": grid.num_errors}
-    write_json(out / "recommendation.json", rec)
-    write_report(out)
+        "trials": len(grid), "errors": grid.num_errors, "retries": progress.retries}
+    write_json(work / "recommendation.json", rec)
+    write_report(work)
+    if not store.local:
+        store.upload(work)
+        shutil.rmtree(work, ignore_errors=True)
     return rec

@@ -53,7 +53,8 @@ class Predictor:
         stage = key.split("/", 1)[0]
         for row in rows:
             keep = {k: v for k, v in row.items()
-                    if k in ("run_id", "tokens", "budget", "params", "lr", "seed", "status", "loss")
+                    if k in ("run_id", "tokens", "budget", "params", "lr", "seed", "status", "loss",
+                             "node")
                     or k.startswith((WEIGHT_PREFIX, LOSS_PREFIX, "epochs."))}
             keep.update({"key": key, "stage": stage, **dict(meta or {})})
             self.rows.append(keep)
@@ -221,8 +222,11 @@ class PredictorClient:
 
 
 def start_predictor(name: str, **kwargs: Any):
-    """Start (or reconnect to) the named predictor actor. It takes no CPU from trials."""
+    """Start (or reconnect to) the named predictor actor. It takes no CPU from trials and lives on
+    the driver's node (the head on a cluster), so losing a worker node never loses the fits."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor_cls = ray.remote(num_cpus=0)(Predictor)
-    return actor_cls.options(name=name, get_if_exists=True).remote(**kwargs)
+    return actor_cls.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(**kwargs)

@@ -1,18 +1,18 @@
 """Terminal progress of a search: stage, trials done/running/failed, elapsed, ETA (a Tune callback).
 
-One line on stderr per finished trial, and `progress.json` (written atomically) for anyone watching.
+One line on stderr per finished trial, and `progress.json` in the output store (written atomically,
+local or object storage) for anyone watching.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from autoscale_ray.atomic import write_json
+from autoscale_ray.storage import Store
 
 
 def _clock(seconds: float) -> str:
@@ -21,14 +21,15 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressCallback(Callback):
-    def __init__(self, path: Path, slots: int, planned: int | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, store: Store, slots: int, planned: int | None = None) -> None:
+        self.store = store
         self.slots = max(1, slots)
         self.planned = planned
         self.started = time.time()
         self.running: dict[str, float] = {}
         self.durations: list[float] = []
         self.failed = 0
+        self.retries = 0
         self.stage = "-"
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -52,12 +53,20 @@ class ProgressCallback(Callback):
                 f"{len(self.running)} running | {key} {'FAILED' if failed else 'ok'} | "
                 f"elapsed {_clock(elapsed)}{eta}")
         print(line, file=sys.stderr, flush=True)
-        write_json(self.path, {"stage": self.stage, "done": done, "failed": self.failed,
+        self.store.write_json("progress.json", {"stage": self.stage, "done": done, "failed": self.failed,
                                "running": len(self.running), "planned": self.planned,
-                               "elapsed_s": elapsed, "last": key})
+                               "retries": self.retries, "elapsed_s": elapsed, "last": key})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, failed=False)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial failed (its process or node died) and Tune retries it from its checkpoint."""
+        self.retries += 1
+        self.running.pop(trial.trial_id, None)
+        key = trial.config.get("key", trial.trial_id)
+        print(f"[autoscale-ray] {key} failed; Tune retries it from its last checkpoint "
+              f"({self.retries} retries so far)", file=sys.stderr, flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, failed=True)

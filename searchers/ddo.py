@@ -22,17 +22,17 @@ Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots sta
 
 from __future__ import annotations
 
+import json
 import logging
 
 from collections import deque
-from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
 
-from autoscale_ray.atomic import write_json
 from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
+from autoscale_ray.storage import Store
 from searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
@@ -172,26 +172,31 @@ class DDOPlan:
         self._enqueue("target/all", specs)
 
 
-def done_path(done_dir: str, key: str) -> Path:
-    return Path(done_dir) / (key.replace("/", "_") + ".json")
+def _done_name(key: str) -> str:
+    return "done/" + key.replace("/", "_") + ".json"
 
 
-def write_done(done_dir: str, key: str, rows: list[dict]) -> None:
+def read_done(out: Store, key: str) -> list[dict] | None:
+    """The rows of a trial recorded as finished in the output store, None if it is not."""
+    name = _done_name(key)
+    return json.loads(out.read_text(name))["rows"] if out.exists(name) else None
+
+
+def write_done(out: Store, key: str, rows: list[dict]) -> None:
     """Record a finished trial's rows (atomically) unless already recorded."""
-    path = done_path(done_dir, key)
-    if not path.exists():
-        write_json(path, {"key": key, "rows": rows})
+    if not out.exists(_done_name(key)):
+        out.write_json(_done_name(key), {"key": key, "rows": rows})
 
 
 class DDOSearcher(PickledState, Searcher):
     """Tune adapter over `DDOPlan`; the predictor actor is looked up by name, so this pickles."""
 
     def __init__(self, plan: DDOPlan, predictor_name: str, metric: str = "loss",
-                 mode: str = "min", done_dir: str | None = None) -> None:
+                 mode: str = "min", out: str | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.plan = plan
         self.predictor_name = predictor_name
-        self.done_dir = done_dir  # finished trials' rows, replayed if Tune runs them again
+        self.out = out  # output store: finished trials' rows, replayed if Tune runs them again
         self._partial: dict[str, list[dict]] = {}
         if not plan.queue and not plan.done and not plan.out:
             plan.start()
@@ -225,8 +230,8 @@ class DDOSearcher(PickledState, Searcher):
         status = (result or {}).get("status", "ok")
         ok = not error and bool(rows) and status not in ("diverged", "failed")
         spec = self.plan.out.get(trial_id)
-        if ok and spec is not None and self.done_dir:
-            write_done(self.done_dir, spec.key, rows)
+        if ok and spec is not None and self.out:
+            write_done(Store(self.out), spec.key, rows)
         try:
             self.plan.complete(trial_id, rows, ok, self._fits())
         except Exception:  # an exception in a searcher hook would end the whole experiment

@@ -36,9 +36,36 @@ def test_budget_too_small_for_the_batch(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_object_storage_path_is_refused_until_supported(tmp_path: Path) -> None:
+def _with(tmp_path: Path, extra: str, train: str = "{}") -> Path:
     path = tmp_path / "c.yaml"
-    path.write_text("storage_path: s3://bucket/runs\ncorpus: {embedded: true}\n"
-                    "search: {probe_budgets: [1.0e5, 2.0e5], target_budget: 1.0e6, lr: 1.0e-3}\n")
-    with pytest.raises(BadInput, match="storage_path.*not supported yet"):
-        load_config(path)
+    path.write_text(f"corpus: {{embedded: true}}\ntrain: {train}\n{extra}\n"
+                    "search: {probe_budgets: [4.0e5, 8.0e5], target_budget: 4.0e6, lr: 1.0e-3}\n")
+    return path
+
+
+def test_object_storage_path_is_accepted(tmp_path: Path) -> None:
+    assert load_config(_with(tmp_path, "storage_path: s3://bucket/runs")).storage_path == "s3://bucket/runs"
+
+
+@pytest.mark.parametrize("resources, train, gpus", [
+    ("{trials_per_gpu: 4}", "{}", 0.25),
+    ("{gpus_per_trial: 0.5}", "{}", 0.5),
+    ("{gpus_per_trial: 4}", "{model: gpt2-124m, num_workers: 4}", 4.0),
+    ("{gpus_per_trial: 1}", "{model: gpt2-124m}", 1.0),
+])
+def test_gpu_shares(tmp_path: Path, resources: str, train: str, gpus: float) -> None:
+    cfg = load_config(_with(tmp_path, f"resources: {resources}", train))
+    assert cfg.resources.gpus_per_trial == gpus
+
+
+@pytest.mark.parametrize("resources, train, message", [
+    ("{trials_per_gpu: 2, gpus_per_trial: 0.5}", "{}", "both trials_per_gpu"),
+    ("{trials_per_gpu: 2}", "{num_workers: 2}", "packs single-process proxies"),
+    ("{trials_per_gpu: 0.5}", "{}", "trials_per_gpu"),
+    ("{gpus_per_trial: 1.5}", "{}", "whole GPUs go one per Ray Train worker"),
+    ("{gpus_per_trial: 2}", "{num_workers: 4}", "whole GPUs go one per Ray Train worker"),
+    ("{gpus_per_trial: 0.5}", "{num_workers: 2}", "cannot be split across 2 Train workers"),
+])
+def test_impossible_gpu_shares(tmp_path: Path, resources: str, train: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        load_config(_with(tmp_path, f"resources: {resources}", train))

@@ -17,6 +17,7 @@ import yaml
 
 from autoscale_ray.config import load_config
 from autoscale_ray.errors import BadInput
+from autoscale_ray.storage import Store
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +88,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path)
         pytest.fail("the search made no progress: " + (tmp_path / "first.log").read_text()[-2000:])
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, at once
     proc.wait()
-    ledger = out / "trained.jsonl"
-    finished_before = [json.loads(line)["key"] for line in ledger.read_text().splitlines()]
+    finished_before = [r["key"] for r in Store(str(out)).records("trained")]
     assert len(finished_before) >= 5
 
     resumed = run_cli("run", str(cfg), "--out", str(out), "--resume", "--json")
@@ -96,7 +96,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path)
     runs = pd.read_parquet(out / "runs.parquet")
     assert runs["key"].nunique() == 2 * (2 * 4 + 1)
     assert not runs.duplicated(["key", "tokens"]).any()  # every trial exactly once
-    trained = [json.loads(line)["key"] for line in ledger.read_text().splitlines()]
+    trained = [r["key"] for r in Store(str(out)).records("trained")]
     assert sorted(trained) == sorted(set(trained))  # no finished trial was trained again
     assert set(trained) == set(runs["key"])
 
@@ -135,7 +135,7 @@ def test_failed_trial_is_retried_then_left_out_with_a_warning(tmp_path: Path) ->
                           text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads(proc.stdout)
-    attempts = (out / "injected_failures.log").read_text().split()
+    attempts = [r["key"] for r in Store(str(out)).records("injected_failures")]
     assert attempts == [bad, bad]  # the first try + max_failures=1 retry
     runs = pd.read_parquet(out / "runs.parquet")
     assert bad not in set(runs["key"]) and runs["key"].nunique() == 2 * 4 - 1 + 2 * 9

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.storage import filesystem_for
 
 FORMATS = ("auto", "parquet", "jsonl", "text", "hf")
 _EXTENSIONS = {
@@ -102,6 +102,10 @@ def sources_from_config(obj: Any, where: str = "data.domains") -> list[DomainSou
             paths = [paths]
         if not paths or not all(isinstance(p, str) and p for p in paths):
             raise BadInput("`paths` must be a non-empty list of paths, globs or URIs", f"{key}.paths")
+        options = spec.get("storage_options") or {}
+        if not isinstance(options, Mapping):
+            raise BadInput("`storage_options` must be a mapping of pyarrow filesystem options",
+                           f"{key}.storage_options", "write e.g. {endpoint_override: http://host:9000}")
         out.append(DomainSource(str(name), tuple(paths), str(spec.get("format", "auto")),
                                 str(spec.get("text_column", "text")),
                                 dict(spec.get("storage_options") or {})))
@@ -126,32 +130,6 @@ def check_sources(sources: Sequence[DomainSource]) -> None:
                            f"use one of {', '.join(FORMATS)}")
         if not s.paths:
             raise BadInput("no paths", f"domain `{s.name}`", "give at least one path, glob or URI")
-
-
-def filesystem_for(uri: str, storage_options: Mapping[str, Any] | None = None
-                   ) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and the path inside it for a local path or a URI."""
-    opts = dict(storage_options or {})
-    scheme = urlparse(uri).scheme
-    if not scheme or len(scheme) == 1:  # plain path (or a Windows drive letter)
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
-    if scheme == "s3":
-        endpoint = opts.pop("endpoint_override", None) or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            parsed = urlparse(endpoint)
-            opts.setdefault("scheme", parsed.scheme or "https")
-            endpoint = parsed.netloc or parsed.path
-        if "region" not in opts and os.environ.get("AWS_DEFAULT_REGION"):
-            opts["region"] = os.environ["AWS_DEFAULT_REGION"]
-        fs = pafs.S3FileSystem(endpoint_override=endpoint, **opts)
-        parsed = urlparse(uri)
-        return fs, f"{parsed.netloc}{parsed.path}"
-    try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-    except Exception as exc:  # pyarrow raises ArrowInvalid / ValueError for unknown schemes
-        raise BadInput(f"cannot open `{uri}`: {str(exc).splitlines()[0]}", "paths",
-                       "use a local path or a file://, s3:// or gs:// URI") from None
-    return fs, path
 
 
 def _format_of(path: str, declared: str, where: str) -> str:

@@ -51,7 +51,8 @@ def read_position(directory: Path) -> TrainState:
 
 def load_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device) -> TrainState:
-    payload = torch.load(Path(directory) / STATE_FILE, map_location=device, weights_only=False)
+    # weights_only: a checkpoint on shared storage is data, never code to run
+    payload = torch.load(Path(directory) / STATE_FILE, map_location=device, weights_only=True)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

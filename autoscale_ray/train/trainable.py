@@ -12,7 +12,8 @@ no `Tuner(TorchTrainer)`, so the trial function is the Train driver: it builds a
 (stable name `train-trial_id=<id>`, so a retried trial resumes from the run's latest checkpoint)
 and forwards worker reports with `TuneReportCallback`. With `num_workers=0` (or `in_process`) the
 same loop runs in the trial's own process on `PackedCorpus.iter_plan`, which skips Train's start-up
-cost for tiny CPU proxies; GPU and multi-worker runs always go through Ray Train.
+cost for tiny proxies (on CPU, or on the GPU share Tune gave the trial); multi-worker runs always
+go through Ray Train. `storage_path` may be a folder or an object-storage URI.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from autoscale_ray import chaos
 from autoscale_ray.errors import BadInput
+from autoscale_ray.storage import filesystem_for
 from autoscale_ray.train.config import TrainConfig
 from autoscale_ray.train.proxy import plan_for, row_extras, train_in_process
 
 # Trial-config keys that are not TrainConfig fields.
-TRIAL_KEYS = ("corpus_dir", "storage_path", "in_process", "cpus_per_worker", "max_failures",
-              "run_id", "stage", "meta")
+TRIAL_KEYS = ("corpus_dir", "storage_path", "in_process", "cpus_per_worker", "gpus_per_worker",
+              "max_failures", "run_id", "stage", "meta")
 
 
 def split_trial_config(config: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
@@ -40,8 +43,8 @@ def split_trial_config(config: Mapping[str, Any]) -> tuple[TrainConfig, dict[str
     if "corpus_dir" not in options:
         raise BadInput("no `corpus_dir`", "trial config",
                        "give the folder of a packed corpus (autoscale_ray.data.prepare_corpus)")
-    if options.get("in_process") and (cfg.num_workers > 1 or cfg.use_gpu):
-        raise BadInput("in_process runs need num_workers <= 1 and no GPU", "trial config",
+    if options.get("in_process") and cfg.num_workers > 1:
+        raise BadInput("in_process runs need num_workers <= 1", "trial config",
                        "drop in_process to run on Ray Train")
     return cfg, options
 
@@ -75,6 +78,8 @@ def _run_in_trial_process(cfg: TrainConfig, options: Mapping[str, Any], run_id: 
                 save(Path(tmp))
                 checkpoint = tune.Checkpoint.from_directory(tmp)
             tune.report({**row, **extras}, checkpoint=checkpoint)
+        if checkpoint is not None:
+            chaos.after_checkpoint(run_id, {**row, **extras})
 
     previous = tune.get_checkpoint()  # set when Tune restores or retries this trial
     corpus = PackedCorpus.load(options["corpus_dir"])
@@ -99,11 +104,11 @@ def fit_proxy(cfg: TrainConfig, options: Mapping[str, Any], run_id: str, *,
     workers = max(1, cfg.num_workers)
     _, layout, plan = plan_for(cfg, corpus, workers, "trial config")
     name = f"train-trial_id={run_id}"
-    storage = str(options.get("storage_path") or _default_storage())
-    start = _latest_step(storage, name) * layout.global_sequences
+    fs, storage = filesystem_for(str(options.get("storage_path") or _default_storage()))
+    start = _latest_step(storage, name, fs) * layout.global_sequences
     resources = {"CPU": float(options.get("cpus_per_worker", 1.0))}
     if cfg.use_gpu:
-        resources["GPU"] = 1.0
+        resources["GPU"] = float(options.get("gpus_per_worker", 1.0))
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={"train": _as_mapping(cfg), "corpus_dir": str(corpus.root),
@@ -113,7 +118,7 @@ def fit_proxy(cfg: TrainConfig, options: Mapping[str, Any], run_id: str, *,
         datasets={"train": corpus.mixture_dataset(plan, start)},
         dataset_config=stream_data_config(),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=storage, callbacks=callbacks or [],
+            name=name, storage_path=storage, storage_filesystem=fs, callbacks=callbacks or [],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=int(options.get("max_failures", 0)))),
     )
@@ -132,13 +137,13 @@ def _as_mapping(cfg: TrainConfig) -> dict[str, Any]:
     return values
 
 
-def _latest_step(storage: str, name: str) -> int:
+def _latest_step(storage: str, name: str, fs: Any) -> int:
     """Optimizer step of the run's latest registered checkpoint, 0 when the run is new."""
     import ray.train
 
     path = storage.rstrip("/") + "/" + name
     try:
-        result = ray.train.Result.from_path(path)
+        result = ray.train.Result.from_path(path, storage_filesystem=fs)
     except RuntimeError:  # no such run folder or no checkpoint snapshot yet
         return 0
     return int((result.metrics or {}).get("step", 0)) if result.checkpoint else 0

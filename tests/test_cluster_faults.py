@@ -1,0 +1,235 @@
+"""`autoscale-ray run` on a two-node Ray cluster on one machine (`ray.cluster_utils.Cluster`):
+trials on both nodes, results in an S3-compatible store on loopback (moto), a trial's worker
+SIGKILLed mid-run, a worker node removed mid-search, and no credential in any output.
+
+The driver is the real CLI in a subprocess connected through RAY_ADDRESS. `AUTOSCALE_RAY_TESTING_
+PAUSE_DIR` (autoscale_ray/chaos.py) holds a trial right after it reported a checkpoint, so the
+kill and the node loss happen at a known point mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pytest
+import yaml
+
+from autoscale_ray.chaos import PAUSE_DIR_ENV
+
+pytestmark = pytest.mark.slow
+
+EXE = str(Path(sys.executable).with_name("autoscale-ray"))
+FAKE_SECRET = "autoscaleFAKEsecret0000do-not-leak"
+BUCKET = "results"
+SYNTHETIC_DOMAINS = 4
+
+
+def write_config(tmp: Path, name: str, **search: Any) -> Path:
+    cfg = {
+        "name": name,
+        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
+        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
+                  "eval_batches": 2},
+        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "verify_probe": False, **search},
+        # one trial per node: the head and the worker node have one CPU each
+        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 1, "max_failures": 2},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"timed out waiting for {what}\n{tail}")
+
+
+def paused(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+class TwoNodes:
+    """A head and one worker node, one CPU each, started from this process: their workers inherit
+    its environment (the S3 endpoint, the fake credentials, `pause_dir` for the chaos hook)."""
+
+    def __init__(self, pause_dir: Path) -> None:
+        from ray.cluster_utils import Cluster
+
+        os.environ[PAUSE_DIR_ENV] = str(pause_dir)
+        try:
+            self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+            self.worker = self.cluster.add_node(num_cpus=1)
+        finally:
+            os.environ.pop(PAUSE_DIR_ENV)
+        self.head_id = self.cluster.head_node.node_id
+        self.worker_id = self.worker.node_id
+
+    def session_dir(self) -> Path:
+        return Path(self.cluster.head_node.get_session_dir_path())
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """moto's S3 server on loopback and the environment a cluster user has (endpoint, keys)."""
+    pytest.importorskip("moto")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from data_fixtures import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+           "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def s3_objects(prefix: str) -> dict[str, bytes]:
+    import boto3
+
+    client = boto3.client("s3")
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    return {k: client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
+
+
+@pytest.fixture(scope="module")
+def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """The demo's search shape (LR sweep at two probes, then DDO at both: 26 trials) on two nodes,
+    --out on S3; the first trial to checkpoint while the gate is up is SIGKILLed."""
+    tmp = tmp_path_factory.mktemp("s3search")
+    pause = tmp / "pause"
+    pause.mkdir()
+    (pause / "gate").touch()
+    nodes = TwoNodes(pause)
+    log = tmp / "driver.log"
+    env = {**os.environ, "RAY_ADDRESS": nodes.cluster.address}
+    try:
+        cfg = write_config(tmp, "demo2n", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2])
+        with open(log, "w") as err, open(tmp / "stdout.json", "w") as out:
+            proc = subprocess.Popen([EXE, "run", str(cfg), "--out", f"s3://{BUCKET}/demo2n", "--json"],
+                                    env=env, stdout=out, stderr=err, cwd=tmp)
+            victim = wait_for(lambda: paused(pause), 600, "a trial to report a checkpoint", log)[0]
+            cmdline = Path(f"/proc/{victim['pid']}/cmdline").read_bytes()
+            os.kill(victim["pid"], signal.SIGKILL)
+            (pause / "gate").unlink()
+            rc = proc.wait(timeout=900)
+        yield {"rc": rc, "victim": victim, "victim_cmdline": cmdline, "log": log.read_text(),
+               "stdout": (tmp / "stdout.json").read_text(), "nodes": nodes, "cwd": tmp,
+               "objects": s3_objects("demo2n/"), "ray_session": nodes.session_dir()}
+    finally:
+        nodes.shutdown()
+
+
+def test_search_runs_on_both_nodes_and_writes_to_s3(s3_search) -> None:
+    assert s3_search["rc"] == 0, s3_search["log"][-3000:]
+    objects = s3_search["objects"]
+    for name in ("recommendation.json", "runs.parquet", "report.md", "progress.json", "mixtures.png"):
+        assert f"demo2n/{name}" in objects, sorted(objects)[:20]
+    rec = json.loads(objects["demo2n/recommendation.json"])
+    assert rec == json.loads(s3_search["stdout"])
+    assert abs(sum(rec["weights"].values()) - 1) < 1e-9 and rec["lr"] > 0
+    runs = pd.read_parquet(__import__("io").BytesIO(objects["demo2n/runs.parquet"]))
+    assert runs["key"].nunique() == 2 * 4 + 2 * (2 * SYNTHETIC_DOMAINS + 1)  # LR sweep + DDO
+    nodes = s3_search["nodes"]
+    assert set(runs["node"]) == {nodes.head_id, nodes.worker_id}  # trials trained on both nodes
+    # Tune's experiment (trial results, checkpoints, searcher state) is on S3 too, nothing local
+    assert any(k.startswith("demo2n/tune/demo2n/") and "checkpoint_" in k for k in objects)
+    assert any(k.startswith("demo2n/tune/demo2n/searcher-state") for k in objects)
+    assert not (s3_search["cwd"] / "results").exists()
+
+
+def test_sigkilled_trial_worker_resumes_from_its_checkpoint(s3_search) -> None:
+    assert s3_search["rc"] == 0, s3_search["log"][-3000:]
+    victim = s3_search["victim"]
+    assert s3_search["victim_cmdline"].startswith(b"ray::")  # a Ray worker process, not the driver
+    rec = json.loads(s3_search["objects"]["demo2n/recommendation.json"])
+    util = rec["evidence"]["utilisation"]
+    assert util["retries"] >= 1 and util["errors"] == 0
+    assert util["trials"] == 26  # the same number of trials as without the kill
+    done = json.loads(s3_search["objects"]["demo2n/done/" + victim["key"].replace("/", "_") + ".json"])
+    rows = sorted(done["rows"], key=lambda r: r["tokens"])
+    before = [r for r in rows if r["pid"] == victim["pid"]]
+    after = [r for r in rows if r["pid"] != victim["pid"]]
+    assert before and after and max(r["tokens"] for r in before) == victim["tokens"]
+    # the retry started from the checkpoint: Tune restored its iteration count, and training
+    # continued after the checkpoint's tokens instead of starting over
+    assert all(r["iterations_since_restore"] < r["training_iteration"] for r in after)
+    assert min(r["tokens"] for r in after) > victim["tokens"]
+    assert len(rows) == 6 and rows[-1]["status"] == "completed"
+    assert victim["key"] in s3_search["log"] and "retries it from its last checkpoint" in s3_search["log"]
+
+
+def test_no_credentials_in_outputs_logs_or_reports(s3_search) -> None:
+    """The fake secret was in the environment of the driver and of both nodes throughout."""
+    secret = FAKE_SECRET.encode()
+    leaked = [k for k, data in s3_search["objects"].items() if secret in data]
+    assert not leaked
+    assert FAKE_SECRET not in s3_search["log"] and FAKE_SECRET not in s3_search["stdout"]
+    ray_logs = [p for p in s3_search["ray_session"].rglob("*") if p.is_file() and p.stat().st_size < 50e6]
+    assert ray_logs
+    assert not [str(p) for p in ray_logs if secret in p.read_bytes()]
+
+
+def test_node_loss_reschedules_its_trials_on_the_head(environment, tmp_path: Path) -> None:
+    """Remove the worker node while one of its trials is mid-run: the trial is retried on the head
+    from its checkpoint, and the search completes with every trial."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    (pause / "gate").touch()
+    nodes = TwoNodes(pause)
+    log = tmp_path / "driver.log"
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": nodes.cluster.address}
+    try:
+        cfg = write_config(tmp_path, "nodeloss", probe_budgets=[2.4e4], lr=3e-3)
+        with open(log, "w") as err:
+            proc = subprocess.Popen([EXE, "run", str(cfg), "--out", str(out), "--json"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            on_worker = wait_for(lambda: [p for p in paused(pause) if p["node"] == nodes.worker_id],
+                                 600, "a trial on the worker node to checkpoint", log)[0]
+            nodes.cluster.remove_node(nodes.worker, allow_graceful=False)
+            (pause / "gate").unlink()
+            rc = proc.wait(timeout=900)
+    finally:
+        nodes.shutdown()
+    assert rc == 0, log.read_text()[-3000:]
+    rec = json.loads((out / "recommendation.json").read_text())
+    assert rec["evidence"]["utilisation"]["retries"] >= 1
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs["key"].nunique() == 2 * SYNTHETIC_DOMAINS + 1
+    lost = runs[runs["key"] == on_worker["key"]].sort_values("tokens")
+    assert len(lost) == 6 and lost["status"].iloc[-1] == "completed"
+    # trained on the worker up to its checkpoint, finished on the head from there
+    assert set(lost[lost["tokens"] <= on_worker["tokens"]]["node"]) == {nodes.worker_id}
+    assert set(lost[lost["tokens"] > on_worker["tokens"]]["node"]) == {nodes.head_id}
