@@ -19,6 +19,10 @@ search:
 resources:
   max_concurrent_trials: 2
   cpus_per_trial: 1
+  trials_per_gpu: 0          # > 0: that many in-process proxies share one GPU
+  gpus_per_trial: 0          # n >= 1: n Ray Train workers with one GPU each (= train.num_workers)
+  max_failures: 1            # Tune retries of a failed trial, from its last checkpoint
+storage_path: null           # Tune's experiment folder (default <out>/tune): a path or s3:// / gs://
 ```
 """
 

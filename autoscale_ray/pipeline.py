@@ -274,7 +274,7 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         "utilisation": busy / (wall * r.max_concurrent_trials) if wall > 0 else math.nan,
         "trials": len(grid), "errors": grid.num_errors, "retries": progress.retries}
     write_json(work / "recommendation.json", rec)
-    write_report(work)
+    write_report(work, store.location.rsplit("/", 1)[-1])
     if not store.local:
         store.upload(work)
         shutil.rmtree(work, ignore_errors=True)

@@ -120,8 +120,9 @@ def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
     return _save(fig, path)
 
 
-def write_report(out: str | Path) -> Path:
-    """Write `report.md` and its plots into `out` from `runs.parquet` and `recommendation.json`."""
+def write_report(out: str | Path, name: str | None = None) -> Path:
+    """Write `report.md` and its plots into `out` from `runs.parquet` and `recommendation.json`;
+    `name` titles it (default: the folder's name)."""
     out = Path(out)
     rec_path, runs_path = out / "recommendation.json", out / "runs.parquet"
     for p in (rec_path, runs_path):
@@ -142,7 +143,7 @@ def write_report(out: str | Path) -> Path:
     lo, hi = rec.get("lr_interval") or [None, None]
     util = ev.get("utilisation", {})
     lines = [
-        f"# autoscale-ray report: {out.name}", "",
+        f"# autoscale-ray report: {name or out.name}", "",
         f"Recommendation for a {float(rec['tokens']):.4g}-token run "
         f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
         "```", format_table(headers, rows), "```", "",

@@ -95,9 +95,12 @@ class Store:
 
         self.write_text(name, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
-    def read_text(self, name: str) -> str:
+    def read_bytes(self, name: str) -> bytes:
         with self.fs.open_input_stream(self._full(name)) as f:
-            return f.read().decode("utf-8")
+            return f.read()
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode("utf-8")
 
     def exists(self, name: str = "") -> bool:
         return self.fs.get_file_info(self._full(name)).type != pafs.FileType.NotFound

@@ -158,6 +158,7 @@ def test_search_runs_on_both_nodes_and_writes_to_s3(s3_search) -> None:
         assert f"demo2n/{name}" in objects, sorted(objects)[:20]
     rec = json.loads(objects["demo2n/recommendation.json"])
     assert rec == json.loads(s3_search["stdout"])
+    assert objects["demo2n/report.md"].startswith(b"# autoscale-ray report: demo2n\n")
     assert abs(sum(rec["weights"].values()) - 1) < 1e-9 and rec["lr"] > 0
     runs = pd.read_parquet(__import__("io").BytesIO(objects["demo2n/runs.parquet"]))
     assert runs["key"].nunique() == 2 * 4 + 2 * (2 * SYNTHETIC_DOMAINS + 1)  # LR sweep + DDO
@@ -233,3 +234,29 @@ def test_node_loss_reschedules_its_trials_on_the_head(environment, tmp_path: Pat
     # trained on the worker up to its checkpoint, finished on the head from there
     assert set(lost[lost["tokens"] <= on_worker["tokens"]]["node"]) == {nodes.worker_id}
     assert set(lost[lost["tokens"] > on_worker["tokens"]]["node"]) == {nodes.head_id}
+
+
+def test_report_is_rebuilt_from_the_s3_output(s3_search) -> None:
+    import boto3
+
+    from autoscale_ray.cli import main
+
+    assert s3_search["rc"] == 0, s3_search["log"][-3000:]
+    client = boto3.client("s3")
+    client.delete_object(Bucket=BUCKET, Key="demo2n/report.md")
+    assert main(["report", f"s3://{BUCKET}/demo2n"]) == 0
+    report = client.get_object(Bucket=BUCKET, Key="demo2n/report.md")["Body"].read().decode()
+    assert report == s3_search["objects"]["demo2n/report.md"].decode()
+
+
+def test_resume_from_s3_trains_nothing_again(s3_search) -> None:
+    """`--resume` restores the experiment and the searcher from s3:// (here on a fresh local Ray)."""
+    assert s3_search["rc"] == 0, s3_search["log"][-3000:]
+    trained = [k for k in s3_search["objects"] if k.startswith("demo2n/trained/")]
+    proc = subprocess.run([EXE, "run", str(s3_search["cwd"] / "demo2n.yaml"), "--out", f"s3://{BUCKET}/demo2n",
+                           "--resume", "--json"], capture_output=True, text=True, timeout=900,
+                          cwd=s3_search["cwd"], env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec, first = json.loads(proc.stdout), json.loads(s3_search["stdout"])
+    assert rec["weights"] == first["weights"] and rec["lr"] == first["lr"]
+    assert sorted(k for k in s3_objects("demo2n/trained/")) == sorted(trained)  # no trial retrained

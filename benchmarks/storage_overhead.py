@@ -1,0 +1,87 @@
+"""Wall time of the same search with `--out` on a local folder vs on S3 (moto's server on loopback).
+
+Both runs are `autoscale-ray run` in a subprocess on a fresh local Ray, same synthetic corpus (packed
+once beforehand, so neither pays for packing), same plan (2 probes x 9 DDO trials, tiny gpt2). The
+S3 run also keeps Tune's experiment (results, checkpoints, searcher state), the done/ markers and
+the corpus upload on S3. Loopback S3 has no network latency, so this measures the extra work of
+the object-store path (uploads, listing, per-trial markers), not a real bucket's round trips.
+
+    .venv/bin/python benchmarks/storage_overhead.py [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+EXE = str(Path(sys.executable).with_name("autoscale-ray"))
+
+
+def config(tmp: Path) -> Path:
+    cfg = {"name": "storage-bench",
+           "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
+           "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
+                     "eval_batches": 2},
+           "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
+           "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5}}
+    path = tmp / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def timed_run(cfg: Path, out: str, env: dict[str, str]) -> tuple[float, dict]:
+    started = time.perf_counter()
+    proc = subprocess.run([EXE, "run", str(cfg), "--out", out, "--json"], capture_output=True, text=True,
+                          env=env, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return time.perf_counter() - started, json.loads(proc.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_DEFAULT_REGION")})
+    boto3.client("s3").create_bucket(Bucket="bench")
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = config(Path(tmp))
+            timed_run(cfg, str(Path(tmp) / "warm"), env)  # packs the corpus once, warms imports
+            for i in range(args.repeats):
+                local_s, local = timed_run(cfg, str(Path(tmp) / f"local{i}"), env)
+                s3_s, remote = timed_run(cfg, f"s3://bench/run{i}", env)
+                rows.append((local_s, s3_s, local["evidence"]["utilisation"]["trials"],
+                             remote["evidence"]["utilisation"]["trials"]))
+    finally:
+        server.stop()
+    print(f"{'run':>4} {'local out s':>12} {'s3 out s':>10} {'s3 / local':>11} {'trials':>7}")
+    for i, (local_s, s3_s, n_local, n_s3) in enumerate(rows):
+        print(f"{i:>4} {local_s:>12.1f} {s3_s:>10.1f} {s3_s / local_s:>11.2f} {n_local:>3}/{n_s3:<3}")
+
+
+if __name__ == "__main__":
+    main()

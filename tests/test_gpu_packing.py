@@ -1,0 +1,82 @@
+"""Trial packing: what each trial reserves for its GPU settings, and Ray actually packing fractional
+trials onto one GPU. Ray's GPUs here are logical (`ray.init(num_gpus=1)` on a CPU machine): the
+scheduler honours them exactly as on a GPU node, which is what packing is about."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoscale_ray.config import load_config
+from autoscale_ray.pipeline import _trial_options, trial_resources
+from autoscale_ray.storage import Store
+
+
+def cfg_with(tmp: Path, resources: dict, train: dict | None = None):
+    obj = {"corpus": {"synthetic": True, "seq_len": 64},
+           "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
+                     **(train or {})},
+           "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3},
+           "resources": resources}
+    path = tmp / "c.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    return load_config(path)
+
+
+def test_fractions_train_in_the_trial_whole_gpus_on_train_workers(tmp_path: Path) -> None:
+    store = Store(tmp_path / "out")
+    packed = cfg_with(tmp_path, {"trials_per_gpu": 4, "cpus_per_trial": 0.5})
+    assert trial_resources(packed) == {"cpu": 0.5, "gpu": 0.25}
+    opts = _trial_options(packed, tmp_path / "corpus", store)
+    assert opts["in_process"] and opts["use_gpu"]
+    # a 124M proxy on 2 whole GPUs: two DDP workers reserve one GPU each; the trial only its CPU
+    big = cfg_with(tmp_path, {"gpus_per_trial": 2, "cpus_per_trial": 1},
+                   {"model": "gpt2-124m", "num_workers": 2})
+    assert trial_resources(big) == {"cpu": 1.0}
+    opts = _trial_options(big, tmp_path / "corpus", store)
+    assert not opts["in_process"] and opts["gpus_per_worker"] == 1.0 and opts["num_workers"] == 2
+    cpu = cfg_with(tmp_path, {"cpus_per_trial": 1})
+    assert trial_resources(cpu) == {"cpu": 1.0} and _trial_options(cpu, tmp_path, store)["in_process"]
+
+
+def record(config: dict) -> None:
+    import ray
+    from ray import tune
+
+    began = time.time()
+    time.sleep(3.0)
+    tune.report({"began": began, "ended": time.time(),
+                 "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
+
+
+def overlaps(rows: list[dict]) -> int:
+    """The largest number of trials running at one instant."""
+    events = sorted([(r["began"], 1) for r in rows] + [(r["ended"], -1) for r in rows])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_gpu, expected_peak", [(4, 4), (1, 1)])
+def test_ray_packs_fractional_trials_on_one_gpu(tmp_path: Path, per_gpu: int, expected_peak: int) -> None:
+    import ray
+    from ray import tune
+
+    cfg = cfg_with(tmp_path, {"trials_per_gpu": per_gpu, "cpus_per_trial": 0.25, "max_concurrent_trials": 4})
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        grid = tune.Tuner(tune.with_resources(record, trial_resources(cfg)),
+                          param_space={"i": tune.grid_search(list(range(4)))},
+                          tune_config=tune.TuneConfig(max_concurrent_trials=4),
+                          run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    finally:
+        ray.shutdown()
+    rows = [r.metrics for r in grid]
+    assert len(rows) == 4 and all(r["gpu"] == pytest.approx(1 / per_gpu) for r in rows)
+    assert overlaps(rows) == expected_peak  # 4 trials share the GPU at once, or run one by one

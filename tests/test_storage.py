@@ -1,0 +1,86 @@
+"""`Store` on a local folder and on an S3-compatible server (moto on loopback), the report verb on
+an s3:// output, and a node without the packed corpus fetching it from the output store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscale_ray.cli import main
+from autoscale_ray.storage import Store, is_uri
+from data_fixtures import s3_server, s3_upload  # noqa: F401
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> str:  # noqa: F811
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint_override"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3_upload(s3_server, "store", "keep", b"")  # creates the bucket
+    return "s3://store"
+
+
+def roundtrip(store: Store) -> None:
+    assert not store.exists("a/b.json") and store.list("a") == []
+    store.write_json("a/b.json", {"x": np.float32(1.5), "nan": float("nan")})
+    assert json.loads(store.read_text("a/b.json")) == {"x": 1.5, "nan": None}
+    store.add_record("log", {"key": "k1"})
+    store.add_record("log", {"key": "k1"})  # two records of one key stay two (no overwrite)
+    assert [r["key"] for r in store.records("log")] == ["k1", "k1"]
+    assert store.list("a") == ["b.json"] and store.child("a").exists("b.json")
+
+
+def test_local_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "out")
+    assert store.local and not is_uri(str(tmp_path))
+    roundtrip(store)
+    assert not list((tmp_path / "out" / "a").glob(".*"))  # no temp file left behind
+
+
+def test_s3_store_upload_download(s3: str, tmp_path: Path) -> None:
+    store = Store(f"{s3}/run1")
+    assert not store.local and is_uri(store.location)
+    roundtrip(store)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "top.txt").write_text("t")
+    (src / "sub" / "deep.bin").write_bytes(b"\x00\x01")
+    store.upload(src, "copy")
+    assert store.read_text("copy/top.txt") == "t" and store.read_bytes("copy/sub/deep.bin") == b"\x00\x01"
+    store.download("copy", tmp_path / "back")
+    assert (tmp_path / "back" / "sub" / "deep.bin").read_bytes() == b"\x00\x01"
+    # a Store pickles as its location (each Ray process opens its own filesystem, no secrets)
+    import pickle
+    assert pickle.loads(pickle.dumps(store)).location == store.location
+    assert b"testing" not in pickle.dumps(store)
+
+
+def test_node_without_the_corpus_fetches_it(s3: str, tmp_path: Path, monkeypatch) -> None:
+    from autoscale_ray.pipeline import local_corpus
+
+    monkeypatch.setenv("AUTOSCALE_RAY_CACHE", str(tmp_path / "node-cache"))
+    packed = tmp_path / "driver" / "abc123"
+    packed.mkdir(parents=True)
+    (packed / "manifest.json").write_text('{"key": "abc123"}')
+    (packed / "web.train.bin").write_bytes(bytes(range(256)))
+    store = Store(f"{s3}/run2")
+    store.upload(packed, "corpus/abc123")
+    # the driver's own node: used in place
+    assert local_corpus(store.uri("corpus/abc123"), str(packed)) == packed
+    # another node (no such folder there): fetched once into its cache, then reused
+    elsewhere = str(tmp_path / "not-on-this-node" / "abc123")
+    got = local_corpus(store.uri("corpus/abc123"), elsewhere)
+    assert got == tmp_path / "node-cache" / "packed" / "abc123"
+    assert (got / "web.train.bin").read_bytes() == bytes(range(256))
+    assert local_corpus(store.uri("corpus/abc123"), elsewhere) == got
+    assert [p.name for p in got.parent.iterdir()] == ["abc123"]  # no temp folder left
+
+
+def test_report_verb_on_s3(s3: str, tmp_path: Path, capsys) -> None:
+    store = Store(f"{s3}/run3")
+    assert main(["report", store.location]) == 2
+    assert "not a finished search folder" in capsys.readouterr().err
