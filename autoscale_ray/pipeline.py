@@ -149,7 +149,7 @@ def _in_process(cfg: ExperimentConfig) -> bool:
         return r.in_process == "always"
     single = int(cfg.train.get("num_workers", 1)) <= 1
     tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and r.gpus_per_trial == 0
-    return single and (tiny_cpu or 0 < r.gpus_per_trial < 1)
+    return single and (tiny_cpu or r.trials_per_gpu > 0 or 0 < r.gpus_per_trial < 1)
 
 
 def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, out: Store) -> dict[str, Any]:

@@ -42,16 +42,6 @@ def test_fractions_train_in_the_trial_whole_gpus_on_train_workers(tmp_path: Path
     assert trial_resources(cpu) == {"cpu": 1.0} and _trial_options(cpu, tmp_path, store)["in_process"]
 
 
-def record(config: dict) -> None:
-    import ray
-    from ray import tune
-
-    began = time.time()
-    time.sleep(3.0)
-    tune.report({"began": began, "ended": time.time(),
-                 "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
-
-
 def overlaps(rows: list[dict]) -> int:
     """The largest number of trials running at one instant."""
     events = sorted([(r["began"], 1) for r in rows] + [(r["ended"], -1) for r in rows])
@@ -67,6 +57,12 @@ def overlaps(rows: list[dict]) -> int:
 def test_ray_packs_fractional_trials_on_one_gpu(tmp_path: Path, per_gpu: int, expected_peak: int) -> None:
     import ray
     from ray import tune
+
+    def record(config: dict) -> None:  # defined here so Ray pickles it by value
+        began = time.time()
+        time.sleep(3.0)
+        tune.report({"began": began, "ended": time.time(),
+                     "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
 
     cfg = cfg_with(tmp_path, {"trials_per_gpu": per_gpu, "cpus_per_trial": 0.25, "max_concurrent_trials": 4})
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
