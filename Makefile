@@ -28,6 +28,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/regression_loo.py
 	$(BIN)/python benchmarks/data_stream.py
 	$(BIN)/python benchmarks/train_overhead.py --tokens 800000
+	$(BIN)/python benchmarks/storage_overhead.py --repeats 2
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
