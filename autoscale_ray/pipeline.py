@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoscale_ray import chaos
 from autoscale_ray.atomic import write_json
 from autoscale_ray.config import ExperimentConfig, load_config
 from autoscale_ray.errors import BadInput
@@ -26,7 +25,6 @@ from autoscale_ray.storage import Store
 
 log = logging.getLogger("autoscale_ray")
 
-TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")
 
 
 def corpus_sources(cfg: ExperimentConfig) -> list:
@@ -82,90 +80,6 @@ def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, f
     return {d: float(given[d]) / total for d in domains}
 
 
-def search_trial(config: dict[str, Any]) -> None:
-    """Tune trainable: the searcher's suggestion (key, stage, budget, weights, lr, seed) merged into
-    the constant trial options, run as one proxy (`run_proxy_trial`). Markers and ledgers go to
-    the output store, which every node of a cluster sees (object storage or a shared mount)."""
-    import ray
-    from ray import tune
-
-    from autoscale_ray.train.trainable import run_proxy_trial
-    from searchers.ddo import read_done
-
-    trial = dict(config["trial"])
-    out = Store(trial.pop("out"))
-    if chaos.should_fail(config["key"]):  # fault-tolerance tests only; each attempt is logged
-        out.add_record("injected_failures", {"key": config["key"], "time": time.time()})
-        raise RuntimeError(f"injected failure of trial {config['key']} ({chaos.FAIL_KEYS_ENV})")
-    rows = read_done(out, config["key"])
-    if rows is not None:  # finished before a restart: report its rows again, train nothing
-        for row in rows:
-            tune.report({k: v for k, v in row.items() if not k.startswith("config/")})
-        return
-    if "corpus_uri" in trial:  # a node that did not pack the corpus fetches it once
-        trial["corpus_dir"] = str(local_corpus(trial.pop("corpus_uri"), trial["corpus_dir"]))
-    trial.update(budget_tokens=int(config["budget"]), weights=dict(config["weights"]),
-                 lr=float(config["lr"]), seed=int(config["seed"]), stage=config["stage"],
-                 run_id=config["key"].replace("/", "_"),
-                 meta={"key": config["key"], "probe": config.get("probe"),
-                       "node": ray.get_runtime_context().get_node_id()})
-    run_proxy_trial(trial)
-    out.add_record("trained", {"key": config["key"], "finished": time.time()})
-
-
-def local_corpus(uri: str, corpus_dir: str) -> Path:
-    """The packed corpus on this node: `corpus_dir` if present, else a copy of `uri` in this node's
-    cache (downloaded to a temporary folder, then renamed, so concurrent trials never see half)."""
-    from autoscale_ray.data.embedded import default_packed_dir
-    from autoscale_ray.data.packed import MANIFEST
-
-    if (Path(corpus_dir) / MANIFEST).exists():
-        return Path(corpus_dir)
-    target = default_packed_dir() / Path(corpus_dir).name
-    if not (target / MANIFEST).exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        Store(uri).download("", tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another trial on this node finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
-    """What Tune reserves per trial: the proxy's CPUs and GPU share when it trains in the trial's
-    process (a fraction packs several tiny proxies on one GPU); its driver's CPUs only when it runs
-    on Ray Train, whose workers reserve their own GPUs."""
-    r = cfg.resources
-    if _in_process(cfg) and r.gpus_per_trial > 0:
-        return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
-    return {"cpu": r.cpus_per_trial}
-
-
-def _in_process(cfg: ExperimentConfig) -> bool:
-    r = cfg.resources
-    if r.in_process != "auto":
-        return r.in_process == "always"
-    single = int(cfg.train.get("num_workers", 1)) <= 1
-    tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and r.gpus_per_trial == 0
-    return single and (tiny_cpu or r.trials_per_gpu > 0 or 0 < r.gpus_per_trial < 1)
-
-
-def _trial_options(cfg: ExperimentConfig, corpus_dir: Path, out: Store) -> dict[str, Any]:
-    r = cfg.resources
-    options = {**cfg.train, "corpus_dir": str(corpus_dir), "storage_path": out.uri("train"),
-               "out": out.location, "in_process": _in_process(cfg),
-               "cpus_per_worker": max(r.cpus_per_trial / 2, 0.25)}
-    if not out.local:
-        options["corpus_uri"] = out.uri(f"corpus/{corpus_dir.name}")
-    if r.gpus_per_trial > 0:
-        options["use_gpu"] = True
-        workers = max(1, int(cfg.train.get("num_workers", 1)))
-        options["gpus_per_worker"] = r.gpus_per_trial / workers
-    return options
-
-
 def _quiet_ray() -> None:
     """Keep the terminal for the search's own progress lines: no Ray Data progress logging."""
     from ray.data import DataContext
@@ -191,6 +105,23 @@ def _keep_credentials_out_of_ray_logs() -> None:
         class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - CREDENTIAL_VARS
 
 
+SEARCH_STATE = ("done", "trained", "injected_failures")
+
+
+def clear_previous_search(store: Store, tune_store: Store, name: str) -> bool:
+    """A new (not --resume) search in an output that holds an earlier one starts over: its
+    finished-trial markers would otherwise be replayed as this search's results."""
+    old = [d for d in SEARCH_STATE if store.list(d)] + ([f"tune/{name}"] if tune_store.exists(name) else [])
+    if not old:
+        return False
+    log.warning("%s holds an earlier search (%s): starting over; use --resume to continue it instead",
+                store.location, ", ".join(old))
+    for folder in SEARCH_STATE:
+        store.delete(folder)
+    tune_store.delete(name)
+    return True
+
+
 def _tune_storage(location: str) -> dict[str, Any]:
     """RunConfig/restore keywords for a local folder or an object-storage URI."""
     store = Store(location)
@@ -205,8 +136,10 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     import ray
     from ray import tune
 
+    from autoscale_ray.placement import trial_options, trial_resources
     from autoscale_ray.predictor import start_predictor
     from autoscale_ray.progress import ProgressCallback
+    from autoscale_ray.trial import search_trial
     from autoscale_ray.report import write_report
     from searchers.ddo import DDOPlan, DDOSearcher, PlanConfig
 
@@ -217,6 +150,8 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         raise BadInput(f"nothing to resume in {tune_store.uri(cfg.name)}", "--resume",
                        "run without --resume first, or give the same --out")
     sources = corpus_sources(cfg)
+    if not resume:
+        clear_previous_search(store, tune_store, cfg.name)
     _quiet_ray()
     _keep_credentials_out_of_ray_logs()
     if not ray.is_initialized():
@@ -249,7 +184,7 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         plan = DDOPlan(plan_cfg)
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": _trial_options(cfg, corpus.root, store)},
+            param_space={"trial": trial_options(cfg, corpus.root, store)},
             tune_config=tune.TuneConfig(search_alg=DDOSearcher(plan, predictor_name,
                                                                out=store.location),
                                         metric="loss",

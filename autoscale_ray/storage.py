@@ -111,6 +111,14 @@ class Store:
         return sorted(i.base_name for i in self.fs.get_file_info(selector)
                       if i.type == pafs.FileType.File)
 
+    def delete(self, name: str) -> None:
+        """Remove a file or a folder (with its contents); nothing if it does not exist."""
+        info = self.fs.get_file_info(self._full(name))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self._full(name))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self._full(name))
+
     def add_record(self, folder: str, record: Mapping[str, Any]) -> None:
         """Append-only log as one object per record (object stores cannot append to a file)."""
         self.write_json(f"{folder}/{uuid.uuid4().hex}.json", dict(record))

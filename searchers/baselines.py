@@ -2,7 +2,7 @@
 
 Each issues trial configs of the same shape as `DDOSearcher` (`TrialSpec.to_config()`: key, stage,
 budget, weights, lr, seed, probe, tags), so they run in the same harness
-(`autoscale_ray.pipeline.search_trial`). All trials of one searcher train at one token `budget` and
+(`autoscale_ray.trial.search_trial`). All trials of one searcher train at one token `budget` and
 one fixed peak `lr`: either the target budget (what these methods must do without a projection) or
 a probe budget (their best mixture is then used at the target unchanged).
 

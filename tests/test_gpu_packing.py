@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from autoscale_ray.config import load_config
-from autoscale_ray.pipeline import _trial_options, trial_resources
+from autoscale_ray.placement import trial_options, trial_resources
 from autoscale_ray.storage import Store
 
 
@@ -30,16 +30,16 @@ def test_fractions_train_in_the_trial_whole_gpus_on_train_workers(tmp_path: Path
     store = Store(tmp_path / "out")
     packed = cfg_with(tmp_path, {"trials_per_gpu": 4, "cpus_per_trial": 0.5})
     assert trial_resources(packed) == {"cpu": 0.5, "gpu": 0.25}
-    opts = _trial_options(packed, tmp_path / "corpus", store)
+    opts = trial_options(packed, tmp_path / "corpus", store)
     assert opts["in_process"] and opts["use_gpu"]
     # a 124M proxy on 2 whole GPUs: two DDP workers reserve one GPU each; the trial only its CPU
     big = cfg_with(tmp_path, {"gpus_per_trial": 2, "cpus_per_trial": 1},
                    {"model": "gpt2-124m", "num_workers": 2})
     assert trial_resources(big) == {"cpu": 1.0}
-    opts = _trial_options(big, tmp_path / "corpus", store)
+    opts = trial_options(big, tmp_path / "corpus", store)
     assert not opts["in_process"] and opts["gpus_per_worker"] == 1.0 and opts["num_workers"] == 2
     cpu = cfg_with(tmp_path, {"cpus_per_trial": 1})
-    assert trial_resources(cpu) == {"cpu": 1.0} and _trial_options(cpu, tmp_path, store)["in_process"]
+    assert trial_resources(cpu) == {"cpu": 1.0} and trial_options(cpu, tmp_path, store)["in_process"]
 
 
 def overlaps(rows: list[dict]) -> int:
