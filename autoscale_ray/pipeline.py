@@ -26,7 +26,6 @@ from autoscale_ray.storage import Store
 log = logging.getLogger("autoscale_ray")
 
 
-
 def corpus_sources(cfg: ExperimentConfig) -> list:
     """The config's domain sources, checked (paths, formats, text columns) without Ray, so a bad
     shard is one clear line before anything starts or is written."""
@@ -106,6 +105,7 @@ def _keep_credentials_out_of_ray_logs() -> None:
 
 
 SEARCH_STATE = ("done", "trained", "injected_failures")
+UPLOADED = "UPLOADED"  # marks a complete corpus upload
 
 
 def clear_previous_search(store: Store, tune_store: Store, name: str) -> bool:
@@ -157,8 +157,10 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     corpus = prepare(cfg, sources)
-    if not store.local and not store.exists(f"corpus/{corpus.root.name}/manifest.json"):
-        store.upload(corpus.root, f"corpus/{corpus.root.name}")  # for nodes without the cache
+    shared = f"corpus/{corpus.root.name}"
+    if not store.local and not store.exists(f"{shared}/{UPLOADED}"):  # for nodes without the cache
+        store.upload(corpus.root, shared)
+        store.write_text(f"{shared}/{UPLOADED}", "")  # last: an interrupted upload is redone
     # the driver writes its files here; for object storage they are uploaded at the end
     work = Path(store.path) if store.local else Path(tempfile.mkdtemp(prefix="autoscale-ray-out-"))
     domains = tuple(corpus.domains)

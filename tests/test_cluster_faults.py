@@ -144,11 +144,12 @@ def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
             os.kill(victim["pid"], signal.SIGKILL)
             (pause / "gate").unlink()
             rc = proc.wait(timeout=900)
-        yield {"rc": rc, "victim": victim, "victim_cmdline": cmdline, "log": log.read_text(),
-               "stdout": (tmp / "stdout.json").read_text(), "nodes": nodes, "cwd": tmp,
-               "objects": s3_objects("demo2n/"), "ray_session": nodes.session_dir()}
+        result = {"rc": rc, "victim": victim, "victim_cmdline": cmdline, "log": log.read_text(),
+                  "stdout": (tmp / "stdout.json").read_text(), "nodes": nodes, "cwd": tmp,
+                  "objects": s3_objects("demo2n/"), "ray_session": nodes.session_dir()}
     finally:
-        nodes.shutdown()
+        nodes.shutdown()  # its logs stay on disk; later tests start their own Ray
+    yield result
 
 
 def test_search_runs_on_both_nodes_and_writes_to_s3(s3_search) -> None:

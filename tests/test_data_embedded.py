@@ -103,3 +103,16 @@ def test_synthetic_corpus_is_deterministic_and_documents_its_entropy(tmp_path):
     assert emp == pytest.approx(big, abs=0.05)
     with pytest.raises(BadInput, match="unknown synthetic kind"):
         synthetic_corpus(tmp_path / "x", (SyntheticDomain("q", "gauss"),))
+
+
+def test_synthetic_corpus_is_not_rewritten_when_unchanged(tmp_path):
+    """Rewriting would change the files' mtimes and so the packed corpus's cache key: every run
+    (and every --resume) would pack the corpus again."""
+    from autoscale_ray.data.synthetic import synthetic_corpus
+
+    synthetic_corpus(tmp_path, docs_per_domain=5, doc_chars=50)
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.jsonl")}
+    synthetic_corpus(tmp_path, docs_per_domain=5, doc_chars=50)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.jsonl")} == stamps
+    synthetic_corpus(tmp_path, docs_per_domain=6, doc_chars=50)  # other arguments: written anew
+    assert sum(1 for _ in open(next(iter(stamps)))) == 6

@@ -163,6 +163,19 @@ class _Zipf:
         return " ".join(self.vocab[i] for i in ids)
 
 
+def _already_written(out: Path, domains: Sequence[SyntheticDomain], seed: int, docs_per_domain: int,
+                     doc_chars: int) -> bool:
+    """`out` holds this exact corpus (same arguments; `params.json` is written last)."""
+    try:
+        old = json.loads((out / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = {d.name: json.loads(json.dumps({**asdict(d), "params": d.resolved()})) for d in domains}
+    return ((old.get("seed"), old.get("docs_per_domain"), old.get("doc_chars")) == (seed, docs_per_domain, doc_chars)
+            and {k: {f: v.get(f) for f in wanted.get(k, {})} for k, v in old.get("domains", {}).items()} == wanted
+            and all((out / d.name / "part-00000.jsonl").exists() for d in domains))
+
+
 def synthetic_corpus(out_dir: str | Path, domains: Sequence[SyntheticDomain] = DEFAULT_DOMAINS, *,
                      seed: int = 0, docs_per_domain: int = 200, doc_chars: int = 2000) -> Path:
     """Write the synthetic domains (JSONL), `domains.json` and `params.json`; returns `out_dir`.
@@ -176,6 +189,8 @@ def synthetic_corpus(out_dir: str | Path, domains: Sequence[SyntheticDomain] = D
     if len(set(names)) != len(names) or not names:
         raise BadInput(f"domain names {names} must be non-empty and distinct", "synthetic_corpus")
     out = Path(out_dir)
+    if _already_written(out, domains, seed, docs_per_domain, doc_chars):
+        return out  # unchanged files keep their mtimes, so the packed corpus's cache key holds
     out.mkdir(parents=True, exist_ok=True)
     params: dict[str, Any] = {"seed": seed, "docs_per_domain": docs_per_domain, "doc_chars": doc_chars,
                               "entropy_unit": "nats per character (the loss floor per byte token)",
