@@ -30,8 +30,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def json_text(obj: Any) -> str:
     """Strict JSON (NaN/inf become null, numpy values plain numbers)."""
     from autoscale_ray.verbs.output import jsonable
 
-    write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    return json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, json_text(obj))

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from autoscale_ray.atomic import atomic_path, write_text
+from autoscale_ray.atomic import atomic_path, json_text
 from autoscale_ray.errors import BadInput
 
 
@@ -84,16 +84,10 @@ class Store:
             f.write(data)
 
     def write_text(self, name: str, text: str) -> None:
-        if self.local:
-            write_text(self._full(name), text)
-        else:
-            self.write_bytes(name, text.encode("utf-8"))
+        self.write_bytes(name, text.encode("utf-8"))
 
     def write_json(self, name: str, obj: Any) -> None:
-        """Strict JSON (NaN/inf become null, numpy values plain numbers)."""
-        from autoscale_ray.verbs.output import jsonable
-
-        self.write_text(name, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+        self.write_text(name, json_text(obj))
 
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open_input_stream(self._full(name)) as f:
