@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/autoscale-ray run experiments/local.yaml --out results/demo
+	$(BIN)/autoscale-ray run experiments/local.yaml --out results/demo --restart
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra

@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from autoscale_ray.errors import BadInput
+from autoscale_ray.errors import BadInput, Interrupted, redact
 from autoscale_ray.verbs.output import jsonable
 
 # Order of the verbs in --help; DESIGN.md "Command line".
@@ -46,9 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Redacting(logging.Formatter):
+    """Warnings never show credentials embedded in URIs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("autoscale-ray: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Redacting("autoscale-ray: %(levelname)s: %(message)s"))
     root = logging.getLogger("autoscale_ray")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -66,13 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as exc:
         print(f"autoscale-ray {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"autoscale-ray {args.verb}: interrupted: {redact(str(exc))}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(f"autoscale-ray {args.verb}: interrupted", file=sys.stderr)
+        hint = " (a search keeps its finished trials: rerun with --resume)" if args.verb == "run" else ""
+        print(f"autoscale-ray {args.verb}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # an internal failure, not the user's input
         if os.environ.get("AUTOSCALE_RAY_DEBUG"):
             traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        first = redact(str(exc)).strip().splitlines()[0][:300] if str(exc).strip() else ""
         print(f"autoscale-ray {args.verb}: internal error: {type(exc).__name__}: {first} "
               f"(set AUTOSCALE_RAY_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ storage_path: null           # Tune's experiment folder (default <out>/tune): a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +37,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from autoscale_ray.errors import BadInput
+from autoscale_ray.errors import BadInput, short
+from autoscale_ray.names import check_name
 from autoscale_ray.train.config import TrainConfig
 from autoscale_ray.train.models import PRESETS
 
 SEARCH_OWNED = ("budget_tokens", "weights", "lr", "seed")  # set per trial by the searcher
+MAX_TOKENS = 10**15      # a budget above this is a typo (the largest published runs are ~1e13)
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def _section(obj: Mapping[str, Any], key: str, where: str, required: bool = True
     if value is None and not required:
         return {}
     if not isinstance(value, Mapping):
-        raise BadInput(f"`{key}` must be a mapping", where, f"add a `{key}:` section")
+        raise BadInput(f"`{key}` must be a mapping, not {short(value)}", where, f"add a `{key}:` section")
     return dict(value)
 
 
@@ -111,21 +115,36 @@ def _known(values: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise BadInput(f"unknown key(s) {', '.join(unknown)}", where, f"allowed: {', '.join(sorted(allowed))}")
 
 
-def _number(value: Any, where: str, *, positive: bool = True, integer: bool = False) -> float:
+def _number(value: Any, where: str, *, positive: bool = True, integer: bool = False,
+            most: float | None = None) -> float:
+    """A finite number (YAML 1.1 reads `1e5` as a string: numeric strings are numbers); with
+    `integer`, a whole one: 0.4 is refused, never rounded."""
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             pass
+    kind = ("positive " if positive else "") + ("whole number" if integer else "number")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
-        raise BadInput(f"{value!r} is not a {'positive ' if positive else ''}number", where)
-    return int(round(value)) if integer else float(value)
+            or (positive and value <= 0) or (integer and not float(value).is_integer()):
+        raise BadInput(f"{short(value)} is not a {kind}", where)
+    if most is not None and value > most:
+        raise BadInput(f"{value:g} is above the largest accepted value {most:g}", where,
+                       "check the units (tokens, not billions of tokens) and the exponent")
+    return int(value) if integer else float(value)
 
 
-def _whole(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadInput(f"{value!r} is not a whole number >= 1", where)
+def _whole(value: Any, where: str, least: int = 1) -> int:
+    n = _number(value, where, positive=False, integer=True)
+    if n < least:
+        raise BadInput(f"{short(value)} is not a whole number >= {least}", where)
+    return int(n)
+
+
+def _flag(value: Any, where: str) -> bool:
+    """Booleans are booleans: a quoted "no" or "false" is a string, and refused."""
+    if not isinstance(value, bool):
+        raise BadInput(f"{short(value)} is not a boolean", where, "write true or false (unquoted)")
     return value
 
 
@@ -140,7 +159,15 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
         raise BadInput("the config must be a YAML mapping", source)
     _known(obj, {"name", "corpus", "train", "search", "resources", "storage_path"}, source)
 
+    name = check_name(obj.get("name", "autoscale"), f"{source}: name", "search name")
     c = _section(obj, "corpus", source)
+    for key in ("embedded", "synthetic"):  # `synthetic: "false"` must not select the synthetic corpus
+        if key in c and not isinstance(c[key], bool) and not (key == "synthetic" and isinstance(c[key], Mapping)):
+            raise BadInput(f"{key}: {short(c[key])} is not a boolean", f"{source}: corpus.{key}",
+                           "write true or false (unquoted)" + (", or a mapping of sizes" if key == "synthetic" else ""))
+    if "domains" in c and c["domains"] is not None and not isinstance(c["domains"], Mapping):
+        raise BadInput("`domains` must be a mapping {domain_name: {paths: [...]}}",
+                       f"{source}: corpus.domains", "write e.g. {web: {paths: [\"data/web/*.parquet\"]}}")
     kinds = [k for k in ("embedded", "synthetic", "domains") if c.get(k)]
     if len(kinds) != 1:
         raise BadInput("the corpus needs exactly one of `embedded: true`, `synthetic: true` or "
@@ -148,10 +175,9 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     rest = {k: v for k, v in c.items() if k not in ("embedded", "synthetic", "domains")}
     for key in ("cache_dir", "tokenizer"):
         if key in rest and (not isinstance(rest[key], str) or not rest[key]):
-            raise BadInput(f"{key} {rest[key]!r} is not a path", f"{source}: corpus.{key}")
-    if rest.get("tokenizer", "byte") != "byte" and not Path(rest["tokenizer"]).expanduser().is_file():
-        raise BadInput(f"tokenizer file `{rest['tokenizer']}` not found", f"{source}: corpus.tokenizer",
-                       "give \"byte\" or the path of a `tokenizers` tokenizer.json")
+            raise BadInput(f"{key} {short(rest[key])} is not a path", f"{source}: corpus.{key}")
+    if rest.get("tokenizer", "byte") != "byte":
+        _check_tokenizer_file(rest["tokenizer"], f"{source}: corpus.tokenizer")
     synthetic = c.get("synthetic")
     if isinstance(synthetic, Mapping):  # size of the generated corpus
         _known(synthetic, {"docs_per_domain", "doc_chars", "seed"}, f"{source}: corpus.synthetic")
@@ -159,15 +185,17 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
                                         integer=True) for k, v in synthetic.items()}
     corpus = _dataclass_from(CorpusSpec, {"kind": kinds[0], "domains": c.get("domains") or {}, **rest},
                              f"{source}: corpus", {
-                                 "seq_len": lambda v, w: _number(v, w, integer=True),
-                                 "val_tokens": lambda v, w: _number(v, w, integer=True)})
+                                 "seq_len": lambda v, w: _number(v, w, integer=True, most=1 << 20),
+                                 "val_tokens": lambda v, w: _number(v, w, integer=True, most=MAX_TOKENS)})
 
     train = _section(obj, "train", source, required=False)
     model = train.get("model", "gpt2-tiny")
     if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
-        raise BadInput(f"unknown model {model!r}: neither a preset nor an existing config file",
+        raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",
                        f"{source}: train.model",
                        f"use one of {', '.join(PRESETS)} or a transformers config.json path")
+    if model not in PRESETS:
+        _check_model_file(model, f"{source}: train.model")
     owned = sorted(set(train) & set(SEARCH_OWNED))
     if owned:
         raise BadInput(f"train.{owned[0]} is set by the search for each trial", f"{source}: train",
@@ -184,13 +212,13 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
         if not isinstance(given, Mapping) or not given:
             raise BadInput("`base_weights` must be a mapping {domain: weight}",
                            f"{source}: search.base_weights")
-        s["base_weights"] = {str(d): _number(w, f"{source}: search.base_weights.{d}")
-                             for d, w in given.items()}
+        s["base_weights"] = {check_name(d, f"{source}: search.base_weights", "domain"):
+                             _number(w, f"{source}: search.base_weights.{d}") for d, w in given.items()}
     probes = s.get("probe_budgets")
     if not isinstance(probes, list) or not probes:
         raise BadInput("`probe_budgets` must be a list of token budgets", f"{source}: search.probe_budgets")
-    s["probe_budgets"] = tuple(sorted(_number(p, f"{source}: search.probe_budgets", integer=True)
-                                      for p in probes))
+    s["probe_budgets"] = tuple(sorted(_number(p, f"{source}: search.probe_budgets", integer=True,
+                                              most=MAX_TOKENS) for p in probes))
     if "lr_grid" in s:
         grid = s["lr_grid"]
         if not isinstance(grid, list) or len(grid) < 4:
@@ -198,13 +226,14 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
                            f"{source}: search.lr_grid", "give e.g. [1e-3, 2e-3, 4e-3, 8e-3]")
         s["lr_grid"] = tuple(sorted(_number(x, f"{source}: search.lr_grid") for x in grid))
     search = _dataclass_from(SearchSpec, s, f"{source}: search", {
-        "target_budget": lambda v, w: _number(v, w, integer=True),
-        "lr": lambda v, w: _number(v, w),
-        "down": lambda v, w: _number(v, w), "up": lambda v, w: _number(v, w),
+        "target_budget": lambda v, w: _number(v, w, integer=True, most=MAX_TOKENS),
+        "lr": lambda v, w: _number(v, w, most=10.0),
+        "down": lambda v, w: _number(v, w), "up": lambda v, w: _number(v, w, most=1e3),
         "min_multiplier": lambda v, w: _number(v, w),
-        "target_seeds": lambda v, w: _number(v, w, positive=False, integer=True),
-        "min_weight": lambda v, w: _number(v, w, positive=False),
-        "seed": lambda v, w: _number(v, w, positive=False, integer=True)})
+        "verify_probe": _flag,
+        "target_seeds": lambda v, w: _whole(v, w, least=0),
+        "min_weight": lambda v, w: _number(v, w, positive=False, most=0.5),
+        "seed": lambda v, w: _whole(v, w, least=0)})
     where = f"{source}: search"
     if not search.lr_grid and search.lr is None:
         raise BadInput("no learning rate: give `lr_grid` (an LR stage) or a fixed `lr`", where)
@@ -218,28 +247,27 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     if not (0 < search.down < 1 < search.up):
         raise BadInput(f"down={search.down}, up={search.up}: need 0 < down < 1 < up", where)
     if search.design not in ("fixed-others", "fixed-total"):
-        raise BadInput(f"design {search.design!r} is unknown", f"{where}.design",
+        raise BadInput(f"design {short(search.design)} is unknown", f"{where}.design",
                        "use fixed-others or fixed-total")
     if search.metric not in ("mean-loss", "mean-ppl"):
-        raise BadInput(f"metric {search.metric!r} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
+        raise BadInput(f"metric {short(search.metric)} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
 
     resources = _dataclass_from(ResourceSpec, _section(obj, "resources", source, required=False),
                                 f"{source}: resources", {
-                                    "max_concurrent_trials": lambda v, w: _number(v, w, integer=True),
-                                    "cpus_per_trial": lambda v, w: _number(v, w),
-                                    "gpus_per_trial": lambda v, w: _number(v, w, positive=False),
+                                    "max_concurrent_trials": _whole,
+                                    "cpus_per_trial": lambda v, w: _number(v, w, most=1024),
+                                    "gpus_per_trial": lambda v, w: _number(v, w, positive=False, most=64),
                                     "trials_per_gpu": _whole,
-                                    "max_failures": lambda v, w: _number(v, w, positive=False, integer=True)})
+                                    "max_failures": lambda v, w: _whole(v, w, least=0)})
     if resources.in_process not in ("auto", "always", "never"):
-        raise BadInput(f"in_process {resources.in_process!r}", f"{source}: resources.in_process",
+        raise BadInput(f"in_process {short(resources.in_process)}", f"{source}: resources.in_process",
                        "use auto, always or never")
     resources = _gpu_share(resources, cfg_train_workers(obj), f"{source}: resources")
     storage = obj.get("storage_path")
     if storage is not None and (not isinstance(storage, str) or not storage.strip()):
-        raise BadInput(f"storage_path {storage!r} is not a folder or URI", f"{source}: storage_path",
+        raise BadInput(f"storage_path {short(storage)} is not a folder or URI", f"{source}: storage_path",
                        "give a path, a shared mount, or s3://bucket/prefix (gs://...)")
-    cfg = ExperimentConfig(str(obj.get("name") or "autoscale"), corpus, train, search, resources,
-                           storage, source)
+    cfg = ExperimentConfig(name, corpus, train, search, resources, storage, source)
     # every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
     # (fixed-others: the probe less the largest domain's share cut by `down`)
     probe = min(search.probe_budgets)
@@ -248,12 +276,46 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     smallest = int(probe * (1 - largest * (1 - search.down))) if search.design == "fixed-others" else probe
     train_cfg = cfg.train_config(budget_tokens=smallest, lr=search.lr or search.lr_grid[0])
     train_cfg.total_steps(corpus.seq_len, f"{source}: search.probe_budgets")
+    train_cfg.batch_layout(corpus.seq_len, max(1, train_cfg.num_workers), f"{source}: train")
     return cfg
+
+
+def _check_tokenizer_file(path: str, where: str) -> None:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise BadInput(f"tokenizer `{path}` is a folder", where, "give the tokenizer.json file inside it")
+    if not p.is_file():
+        raise BadInput(f"tokenizer file `{path}` not found", where,
+                       "give \"byte\" or the path of a `tokenizers` tokenizer.json")
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(p))
+    except Exception as exc:  # tokenizers raises its own Exception type on a bad file
+        raise BadInput(f"`{path}` is not a `tokenizers` tokenizer.json ({str(exc)[:120]})", where,
+                       "save one with Tokenizer.save(path)") from None
+
+
+def _check_model_file(path: str, where: str) -> None:
+    """A config.json path: a JSON object with a `model_type` (a folder or other file is refused)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BadInput(f"`{path}` is a folder, not a config.json", where,
+                       "give the transformers config.json file itself")
+    try:
+        obj = json.loads(p.read_bytes()[:MAX_CONFIG_BYTES].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        obj = None
+    if not isinstance(obj, dict) or not isinstance(obj.get("model_type"), str):
+        raise BadInput(f"`{path}` is not a transformers config.json (no `model_type`)", where,
+                       "give a config.json saved by transformers (PretrainedConfig.save_pretrained)")
 
 
 def cfg_train_workers(obj: Mapping[str, Any]) -> int:
     train = obj.get("train") or {}
-    return int(train.get("num_workers", 1)) if isinstance(train, Mapping) else 1
+    if not isinstance(train, Mapping) or "num_workers" not in train:
+        return 1
+    return _whole(train["num_workers"], "train.num_workers", least=0)
 
 
 def _gpu_share(r: ResourceSpec, workers: int, where: str) -> ResourceSpec:
@@ -276,15 +338,62 @@ def _gpu_share(r: ResourceSpec, workers: int, where: str) -> ResourceSpec:
     return r
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a YAML config (safe_load: no code runs) and validate it."""
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (no code runs) that refuses duplicate keys: with PyYAML the last one wins
+    silently, so `lr: 0.003` then `lr: 0.3` would train at 0.3."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: explicit keys override merged ones, as YAML intends
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: the mapping constructor reports it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise BadInput(f"duplicate key `{short(key)}` (lines {first} and "
+                           f"{key_node.start_mark.line + 1})", loader.name, "keep one of them")
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A small UTF-8 YAML file, parsed safely with duplicate keys refused; BadInput otherwise."""
     path = Path(path)
     if not path.exists():
         raise BadInput("config file not found", str(path), "check the path")
+    if not path.is_file():
+        raise BadInput("not a regular file", str(path), "give the path of a YAML config file")
+    with path.open("rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise BadInput(f"larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config", str(path),
+                       "give the YAML config file")
     try:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text (byte {exc.start})", str(path), "save the config as UTF-8") from None
+    if "\x00" in text:
+        raise BadInput("not UTF-8 text (NUL characters; UTF-16?)", str(path), "save the config as UTF-8")
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        raise BadInput(f"not valid YAML ({getattr(exc, 'problem', exc)})", where) from None
-    return parse_config(obj, str(path))
+        raise BadInput(f"not valid YAML ({getattr(exc, 'problem', None) or short(str(exc))})", where) from None
+    except RecursionError:
+        raise BadInput("nested too deeply", str(path), "write a plain YAML mapping") from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML config (safe: no code runs; duplicate keys refused) and validate it."""
+    return parse_config(read_yaml(path), str(path))

@@ -2,8 +2,10 @@
 
 corpus (packed once, cached) -> predictor actor -> Tuner(DDOSearcher over the DDO plan, trials =
 proxy runs) -> runs.parquet + recommendation.json + report.md (+ Tune's TensorBoard logs).
-`--resume` restores the stopped experiment with `Tuner.restore`: finished trials are kept, the
-searcher's state comes back from Tune's searcher checkpoint and refills the predictor.
+The output folder is a search folder (autoscale_ray.search_folder): marker, lock, `--restart`.
+`--resume` starts a fresh Tune experiment whose searcher replays every trial recorded as finished
+in `done/` (JSON) and trains the rest; nothing Tune pickled is read back, so a crafted file in a
+shared output cannot run code on the driver.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from autoscale_ray import search_folder as folder
 from autoscale_ray.atomic import write_json
 from autoscale_ray.config import ExperimentConfig, load_config
-from autoscale_ray.errors import BadInput
+from autoscale_ray.errors import BadInput, Interrupted
+from autoscale_ray.interrupt import TUNE_RUNNING, graceful_stop
+from autoscale_ray.names import check_name
+from autoscale_ray.placement import trial_resources
 from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.storage import Store
 
@@ -104,22 +110,7 @@ def _keep_credentials_out_of_ray_logs() -> None:
         class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - CREDENTIAL_VARS
 
 
-SEARCH_STATE = ("done", "trained", "injected_failures")
 UPLOADED = "UPLOADED"  # marks a complete corpus upload
-
-
-def clear_previous_search(store: Store, tune_store: Store, name: str) -> bool:
-    """A new (not --resume) search in an output that holds an earlier one starts over: its
-    finished-trial markers would otherwise be replayed as this search's results."""
-    old = [d for d in SEARCH_STATE if store.list(d)] + ([f"tune/{name}"] if tune_store.exists(name) else [])
-    if not old:
-        return False
-    log.warning("%s holds an earlier search (%s): starting over; use --resume to continue it instead",
-                store.location, ", ".join(old))
-    for folder in SEARCH_STATE:
-        store.delete(folder)
-    tune_store.delete(name)
-    return True
 
 
 def _tune_storage(location: str) -> dict[str, Any]:
@@ -130,32 +121,101 @@ def _tune_storage(location: str) -> dict[str, Any]:
     return {"storage_path": store.path, "storage_filesystem": store.fs}
 
 
-def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) the search of a config; returns the recommendation. `out` (and the
-    config's storage_path) may be a folder or an object-storage URI (s3://, gs://)."""
+def check_domains(cfg: ExperimentConfig, domains: Sequence[str]) -> dict[str, float]:
+    """The checks that need the corpus's domain names (known before Ray): the base mixture, and a
+    weight floor that leaves room for a mixture. Returns the base weights."""
+    for name in domains:
+        check_name(name, f"{cfg.source}: corpus", "domain")
+    weights = base_weights(cfg, tuple(domains))
+    if cfg.search.min_weight * len(domains) >= 1:
+        raise BadInput(f"min_weight {cfg.search.min_weight:g} x {len(domains)} domains >= 1 leaves no "
+                       "room for a mixture", f"{cfg.source}: search.min_weight",
+                       f"give min_weight below {1 / len(domains):.3g}")
+    return weights
+
+
+def check_resources(cfg: ExperimentConfig) -> None:
+    """What a trial reserves must fit the machine when the search starts Ray itself (on a
+    cluster the autoscaler may add nodes, so it is left to Ray there)."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS") or not ray.is_initialized():
+        return
+    have = ray.cluster_resources()
+    for key, need in trial_resources(cfg).items():
+        if need > have.get(key.upper(), 0.0):
+            raise BadInput(f"a trial needs {need:g} {key.upper()} but this machine has "
+                           f"{have.get(key.upper(), 0.0):g}", f"{cfg.source}: resources",
+                           "lower cpus_per_trial/gpus_per_trial, or submit the search to a cluster")
+
+
+def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool = False,
+        restart: bool = False) -> dict[str, Any]:
+    """Run, resume or restart the search of a config; returns the recommendation. `out` (and the
+    config's storage_path) may be a folder or an object-storage URI (s3://, gs://).
+
+    Everything is checked before anything is written: the config, the corpus's files, the output
+    folder (a new or empty one, or one holding this search: `resume`, or any search: `restart`)."""
+    import ray
+
+    cfg = load_config(config_path)
+    if out is not None and not str(out).strip():
+        raise BadInput("--out is empty", "--out", "give a folder or URI for the search's outputs")
+    store = Store(out if out is not None else Path("results") / cfg.name)
+    tune_store = Store(cfg.storage_path or store.uri("tune"))
+    if cfg.resources.cpus_per_trial > (os.cpu_count() or 1) \
+            and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
+        raise BadInput(f"cpus_per_trial {cfg.resources.cpus_per_trial:g} is more than this machine's "
+                       f"{os.cpu_count()} CPUs: no trial could start", f"{cfg.source}: resources.cpus_per_trial",
+                       "lower it, or submit the search to a cluster")
+    sources = corpus_sources(cfg)
+    weights = check_domains(cfg, [s.name for s in sources])
+    folder.check_location(store, sources)
+    if cfg.storage_path:
+        folder.check_location(tune_store, sources)
+    folder.check_resumable(folder.read_marker(store), cfg, store, resume=resume, restart=restart)
+    _quiet_ray()
+    _keep_credentials_out_of_ray_logs()
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(include_dashboard=False, log_to_driver=False)
+        check_resources(cfg)
+    with folder.SearchLock(store):
+        marker = folder.read_marker(store)  # again, now that no other run can change it
+        folder.check_resumable(marker, cfg, store, resume=resume, restart=restart)
+        if marker is not None and restart:
+            gone = folder.clear(store, tune_store, marker, cfg.name)
+            log.warning("--restart: removed the earlier search's %s", ", ".join(gone) or "marker")
+            marker = None
+        experiment = folder.begin(store, tune_store, cfg, marker)
+        try:
+            with graceful_stop() as stopping:
+                rec = _search(cfg, store, tune_store, sources, weights, experiment, stopping)
+        except KeyboardInterrupt:
+            rec = None
+        if rec is None:
+            folder.mark(store, "interrupted")
+            done = len(store.list("done"))
+            raise Interrupted(f"stopped with {done} finished trial(s) kept in {store.location}; continue "
+                              f"with: autoscale-ray run {config_path} --out {store.location} --resume")
+        folder.mark(store, "complete")
+        return rec
+
+
+def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, sources: list,
+            weights: dict[str, float], experiment: str, stopping: Any) -> dict[str, Any] | None:
+    """The Tune experiment of one session of a search; None when it was stopped by a signal
+    (nothing is written then but the finished trials' records)."""
     import ray
     from ray import tune
 
-    from autoscale_ray.placement import trial_options, trial_resources
+    from autoscale_ray.placement import trial_options
     from autoscale_ray.predictor import start_predictor
     from autoscale_ray.progress import ProgressCallback
     from autoscale_ray.trial import search_trial
     from autoscale_ray.report import write_report
     from searchers.ddo import DDOPlan, DDOSearcher, PlanConfig
 
-    cfg = load_config(config_path)
-    store = Store(out or Path("results") / cfg.name)
-    tune_store = Store(cfg.storage_path or store.uri("tune"))
-    if resume and not tune_store.exists(cfg.name):
-        raise BadInput(f"nothing to resume in {tune_store.uri(cfg.name)}", "--resume",
-                       "run without --resume first, or give the same --out")
-    sources = corpus_sources(cfg)
-    if not resume:
-        clear_previous_search(store, tune_store, cfg.name)
-    _quiet_ray()
-    _keep_credentials_out_of_ray_logs()
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
     corpus = prepare(cfg, sources)
     shared = f"corpus/{corpus.root.name}"
     if not store.local and not store.exists(f"{shared}/{UPLOADED}"):  # for nodes without the cache
@@ -164,7 +224,6 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     # the driver writes its files here; for object storage they are uploaded at the end
     work = Path(store.path) if store.local else Path(tempfile.mkdtemp(prefix="autoscale-ray-out-"))
     domains = tuple(corpus.domains)
-    weights = base_weights(cfg, domains)
     s = cfg.search
     predictor_name = f"autoscale-predictor-{cfg.name}"
     predictor = start_predictor(predictor_name, domains=domains, target=s.target_budget,
@@ -177,28 +236,26 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
                           verify_probe=s.verify_probe, target_seeds=s.target_seeds, seed=s.seed)
     progress = ProgressCallback(store, slots=r.max_concurrent_trials,
                                 planned=plan_cfg.planned_trials())
+    searcher = DDOSearcher(DDOPlan(plan_cfg), predictor_name, out=store.location)
     started = time.time()
-    if resume:
-        tuner = tune.Tuner.restore(f"{tune_store.path}/{cfg.name}", trainable=trainable,
-                                   resume_unfinished=True, resume_errored=True,
-                                   **({} if tune_store.local else {"storage_filesystem": tune_store.fs}))
-    else:
-        plan = DDOPlan(plan_cfg)
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": trial_options(cfg, corpus.root, store)},
-            tune_config=tune.TuneConfig(search_alg=DDOSearcher(plan, predictor_name,
-                                                               out=store.location),
-                                        metric="loss",
-                                        mode="min", num_samples=-1,
-                                        max_concurrent_trials=r.max_concurrent_trials,
-                                        # a new actor per trial re-imports torch: seconds of
-                                        # idle slot per trial, more than a tiny proxy trains
-                                        reuse_actors=True),
-            run_config=tune.RunConfig(name=cfg.name, verbose=0, callbacks=[progress],
-                                      failure_config=tune.FailureConfig(max_failures=r.max_failures),
-                                      **_tune_storage(tune_store.location)))
-    grid = tuner.fit()
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": trial_options(cfg, corpus.root, store)},
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=-1,
+                                    max_concurrent_trials=r.max_concurrent_trials,
+                                    # a new actor per trial re-imports torch: seconds of
+                                    # idle slot per trial, more than a tiny proxy trains
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress],
+                                  failure_config=tune.FailureConfig(max_failures=r.max_failures),
+                                  **_tune_storage(tune_store.location)))
+    TUNE_RUNNING.set()
+    try:
+        grid = tuner.fit()
+    finally:
+        TUNE_RUNNING.clear()
+    if stopping.is_set():
+        return None
     wall = time.time() - started
     rows = ray.get(predictor.frame.remote())
     if rows.empty:

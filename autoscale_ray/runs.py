@@ -121,6 +121,56 @@ def _read_any(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def _check_columns(frame: pd.DataFrame, source: str) -> None:
+    """Column names and types a table could be silently misread by: a repeated column, `w.` (a
+    domain named ""), `w.web ` (a second domain `web `), booleans read as 1.0, timestamps as
+    nanoseconds."""
+    names = [str(c) for c in frame.columns]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise BadInput(f"column `{name}` appears twice", source, "keep one column of each name")
+        seen.add(name)
+    for name in names:
+        for prefix in (WEIGHT_PREFIX, LOSS_PREFIX):
+            if name.startswith(prefix):
+                domain = name[len(prefix):]
+                if not domain:
+                    raise BadInput(f"column `{name}` names no domain", source,
+                                   f"name it `{prefix}<domain>` or remove it")
+                if domain != domain.strip():
+                    raise BadInput(f"column `{name}`: the domain name has leading or trailing spaces",
+                                   source, f"rename it `{prefix}{domain.strip()}`")
+        if name != name.strip() and name.strip() in (*REQUIRED, "budget", "params", "lr", "loss", "seed",
+                                                     "stage", "status"):
+            raise BadInput(f"column `{name}` has leading or trailing spaces", source,
+                           f"rename it `{name.strip()}`")
+    for name in names:
+        if name in ("run_id", "stage", "status"):
+            continue
+        dtype = frame[name].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            raise BadInput(f"column `{name}` holds booleans, not numbers", source,
+                           "give numbers (a loss, a weight, a token count)")
+        if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+            raise BadInput(f"column `{name}` holds dates or times, not numbers", source,
+                           "give token counts and losses as plain numbers")
+
+
+def _warn_constant_losses(frame: pd.DataFrame, loss_domains: Sequence[str], source: str) -> None:
+    """A per-domain loss that is the same in every row, over learning curves (checkpoints at
+    several token counts) of several runs, is a placeholder or a copy error: it shifts the mean
+    objective and carries no signal. (Final-only tables may hold a constant loss legitimately: a
+    domain whose quantity no run changes, on a separable surface.)"""
+    if frame["run_id"].nunique() < 3 or frame.groupby("run_id")["tokens"].nunique().max() < 2:
+        return
+    for d in loss_domains:
+        values = frame[LOSS_PREFIX + d].dropna()
+        if len(values) >= 3 and values.nunique() == 1:
+            log.warning("%s: column `%s%s` is %g in every row: it carries no signal but enters the "
+                        "mean objective; check it", source, LOSS_PREFIX, d, float(values.iloc[0]))
+
+
 def _numeric(frame: pd.DataFrame, column: str, source: str) -> None:
     converted = pd.to_numeric(frame[column], errors="coerce")
     bad = converted.isna() & frame[column].notna()
@@ -137,6 +187,7 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
     """Validate a runs table held in memory. `require` names extra columns the caller needs:
     `params`, `lr`, `weights` (the `w.<domain>` group) or `loss` (an objective)."""
     frame = frame.reset_index(drop=True).copy()
+    _check_columns(frame, source)
     for col in REQUIRED:
         if col not in frame.columns:
             raise BadInput(f"missing required column `{col}`", source,
@@ -154,6 +205,7 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
                *[WEIGHT_PREFIX + d for d in domains], *[LOSS_PREFIX + d for d in loss_domains]]
     for col in numeric:
         _numeric(frame, col, source)
+    _warn_constant_losses(frame, loss_domains, source)
 
     if "status" in frame.columns:
         # a run that failed or diverged at any evaluation is out entirely, earlier rows included

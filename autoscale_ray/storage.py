@@ -42,7 +42,12 @@ def filesystem_for(uri: str, storage_options: Mapping[str, Any] | None = None
             endpoint = ep.netloc or ep.path
         if "region" not in opts and os.environ.get("AWS_DEFAULT_REGION"):
             opts["region"] = os.environ["AWS_DEFAULT_REGION"]
-        return pafs.S3FileSystem(endpoint_override=endpoint, **opts), f"{parsed.netloc}{parsed.path}"
+        try:
+            fs = pafs.S3FileSystem(endpoint_override=endpoint, **opts)
+        except TypeError as exc:  # an unknown storage option
+            raise BadInput(f"storage option not understood ({str(exc).splitlines()[0][:160]})",
+                           "storage_options", "use pyarrow.fs.S3FileSystem's keyword arguments") from None
+        return fs, f"{parsed.netloc}{parsed.path}"
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except Exception as exc:  # pyarrow raises ArrowInvalid / ValueError for unknown schemes
@@ -104,6 +109,14 @@ class Store:
         selector = pafs.FileSelector(self._full(folder), allow_not_found=True)
         return sorted(i.base_name for i in self.fs.get_file_info(selector)
                       if i.type == pafs.FileType.File)
+
+    def is_empty(self, folder: str = "", ignore: tuple[str, ...] = ()) -> bool:
+        """No file or folder under `folder` but the names in `ignore` (true when it does not exist)."""
+        selector = pafs.FileSelector(self._full(folder), allow_not_found=True)
+        try:
+            return all(i.base_name in ignore for i in self.fs.get_file_info(selector))
+        except (NotADirectoryError, FileNotFoundError):
+            return False
 
     def delete(self, name: str) -> None:
         """Remove a file or a folder (with its contents); nothing if it does not exist."""

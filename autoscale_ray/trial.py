@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscale_ray import chaos
+from autoscale_ray.atomic import DIR_MODE
 from autoscale_ray.storage import Store
 
 
@@ -57,6 +58,7 @@ def local_corpus(uri: str, corpus_dir: str) -> Path:
     if not (target / MANIFEST).exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        os.chmod(tmp, DIR_MODE)  # mkdtemp makes it 0700; a shared cache needs the umask
         Store(uri).download("", tmp)
         try:
             os.rename(tmp, target)

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ray.tune.search import Searcher
 
 from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
+from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
 from searchers.persist import PickledState
 
@@ -198,6 +199,7 @@ class DDOSearcher(PickledState, Searcher):
         self.predictor_name = predictor_name
         self.out = out  # output store: finished trials' rows, replayed if Tune runs them again
         self._partial: dict[str, list[dict]] = {}
+        self.replayed = 0  # trials taken from done/ records instead of being trained again
         if not plan.queue and not plan.done and not plan.out:
             plan.start()
 
@@ -212,10 +214,20 @@ class DDOSearcher(PickledState, Searcher):
         return PredictorClient(self.predictor_name)
 
     def suggest(self, trial_id: str):
-        if self.plan.finished:
-            return Searcher.FINISHED
-        spec = self.plan.next_spec(trial_id)
-        return None if spec is None else spec.to_config()
+        # a trial recorded as finished in the output (a resumed search) is replayed from its
+        # done/ record here, without a Tune trial; the first one not recorded is issued
+        while not self.plan.finished:
+            if STOPPING.is_set():
+                return None
+            spec = self.plan.next_spec(trial_id)
+            if spec is None:
+                return None
+            rows = read_done(Store(self.out), spec.key) if self.out else None
+            if rows is None:
+                return spec.to_config()
+            self.replayed += 1
+            self.plan.complete(trial_id, rows, True, self._fits())
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if "tokens" in result:
@@ -230,6 +242,9 @@ class DDOSearcher(PickledState, Searcher):
         status = (result or {}).get("status", "ok")
         ok = not error and bool(rows) and status not in ("diverged", "failed")
         spec = self.plan.out.get(trial_id)
+        if STOPPING.is_set() and (spec is None or not rows or
+                                  float(rows[-1]["tokens"]) < 0.9 * float(spec.budget)):
+            return  # cut short by the stop: not finished, so --resume trains it again
         if ok and spec is not None and self.out:
             write_done(Store(self.out), spec.key, rows)
         try:

@@ -104,7 +104,7 @@ CASES = [
     ("config", "unknown resources key", {"c.yaml": config_with("resources", gpus=1)}, RUN,
      ["c.yaml: resources", "unknown key(s) gpus"]),
     ("config", "non-numeric budget", {"c.yaml": config_with("search", probe_budgets=[1.2e4, "lots"])}, RUN,
-     ["c.yaml: search.probe_budgets", "'lots'", "not a positive number"]),
+     ["c.yaml: search.probe_budgets", "'lots'", "not a positive whole number"]),
     ("config", "target below the largest probe", {"c.yaml": config_with("search", target_budget=2e4)}, RUN,
      ["c.yaml: search.target_budget", "not above the largest probe"]),
     ("config", "lr_grid with too few values",

@@ -179,7 +179,7 @@ def test_empty_and_too_small_domains_are_bad_input(tmp_path, ray_local):  # noqa
     import pyarrow as pa
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "n.parquet")
-    with pytest.raises(BadInput, match="domain `n`: text value of type int, not a string"):
+    with pytest.raises(BadInput, match="domain `n`: column `text` of `.*n.parquet` holds int64, not text"):
         prepare_corpus([DomainSource("n", (str(tmp_path / "n.parquet"),))], tmp_path / "c", seq_len=SEQ)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]
     shutil.rmtree(tmp_path / "c")

@@ -84,20 +84,3 @@ def test_report_verb_on_s3(s3: str, tmp_path: Path, capsys) -> None:
     store = Store(f"{s3}/run3")
     assert main(["report", store.location]) == 2
     assert "not a finished search folder" in capsys.readouterr().err
-
-
-def test_a_new_search_clears_an_earlier_one_in_the_same_output(tmp_path: Path, caplog) -> None:
-    from autoscale_ray.pipeline import clear_previous_search
-
-    store, tune_store = Store(tmp_path / "out"), Store(tmp_path / "out" / "tune")
-    assert not clear_previous_search(store, tune_store, "demo")  # empty output: nothing to do
-    store.write_json("done/ddo_1e+05_base.json", {"rows": []})
-    store.add_record("trained", {"key": "ddo/1e+05/base"})
-    tune_store.write_text("demo/experiment_state.json", "{}")
-    tune_store.write_text("other/experiment_state.json", "{}")
-    store.write_json("recommendation.json", {})
-    with caplog.at_level("WARNING", logger="autoscale_ray"):
-        assert clear_previous_search(store, tune_store, "demo")
-    assert "starting over" in caplog.text and "--resume" in caplog.text
-    assert store.list("done") == [] and store.list("trained") == [] and not tune_store.exists("demo")
-    assert tune_store.exists("other") and store.exists("recommendation.json")  # only that search's state

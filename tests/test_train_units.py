@@ -120,7 +120,7 @@ def test_config_file_objective_and_rejections(tmp_path):
 @pytest.mark.parametrize("values,match", [
     ({"budget_tokens": 0}, "budget_tokens=0 must be positive"),
     ({"lr": -1e-3}, "lr=-0.001 must be a positive"),
-    ({"lr": float("nan")}, "lr=nan must be a positive"),
+    ({"lr": float("nan")}, "lr=nan is not a finite number"),
     ({"schedule": "linear"}, "schedule='linear' is unknown"),
     ({"learning_rate": 1e-3}, "unknown key"),
     ({"micro_batch": "eight"}, "micro_batch='eight' is not an integer"),

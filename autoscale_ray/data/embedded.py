@@ -176,10 +176,16 @@ def build_embedded_corpus(out_dir: str | Path | None = None, *, force: bool = Fa
                 return out
         except ValueError:
             pass
+    if out.exists() and not out.is_dir():
+        raise BadInput("is a file, not a folder", str(out), "give a new or empty folder for --out")
     if out.exists() and any(out.iterdir()) and not (out / "domains.json").is_file():
         raise BadInput("folder exists and is not an embedded corpus", str(out),
                        "choose an empty or new folder for --out")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create the folder ({exc.strerror})", str(out),
+                       "give a writable folder for --out") from None
     tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=out))
     provenance = {"key": key, "builder_version": BUILDER_VERSION, "bytes_per_domain": BYTES_PER_DOMAIN,
                   "versions": _versions({p for _, pk, _ in DOMAINS.values() for p in pk}),

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autoscale_ray.atomic import write_json
+from autoscale_ray.atomic import DIR_MODE, write_json
 from autoscale_ray.data.packed import FORMAT_VERSION, MANIFEST, PackedCorpus
 from autoscale_ray.data.sources import (DomainSource, ResolvedSource, check_sources, read_domain,
                                         resolve_source)
@@ -70,6 +70,7 @@ def prepare_corpus(sources: Sequence[DomainSource], cache_dir: str | Path, *, se
         return PackedCorpus.load(root)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes it 0700; a shared cache needs the umask
     try:
         manifest = _build(resolved, spec, seq_len, val_tokens, num_cpus, tmp, key)
         write_json(tmp / MANIFEST, manifest)

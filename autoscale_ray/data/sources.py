@@ -195,7 +195,11 @@ def _expand(fs: pafs.FileSystem, path: str, where: str) -> list[pafs.FileInfo]:
             raise BadInput(f"glob `{path}` matches no file", where,
                            "check the pattern and that the files exist")
         return sorted(matches, key=lambda i: i.path)
-    info = fs.get_file_info(path)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as exc:  # an unreachable or unauthorised object store
+        raise BadInput(f"cannot read `{path}`: {str(exc).strip().splitlines()[0][:200]}", where,
+                       "check the URI, the endpoint and the credentials") from None
     if info.type == pafs.FileType.NotFound:
         raise BadInput(f"path `{path}` does not exist", where, "check the path or URI")
     if info.type == pafs.FileType.File:
@@ -248,36 +252,108 @@ def resolve_source(source: DomainSource) -> ResolvedSource:
 
 
 def _check_columns(rs: ResolvedSource) -> None:
-    """The text column must exist in every Parquet/JSONL file (schema / first record only)."""
-    src, where = rs.source, f"domain `{rs.source.name}`"
-    col = src.text_column
+    """Every file holds text: a Parquet string column (not all null), JSONL records that each
+    carry the text field as a string, UTF-8 text files. JSONL and text files are read through
+    once, so a bad line in the middle of a shard is one clear line now, not a failed trial later."""
+    where = f"domain `{rs.source.name}`"
     for f in rs.files:
         if f.format == "parquet":
-            import pyarrow.parquet as pq
-            try:
-                with rs.filesystem.open_input_file(f.uri) as fh:
-                    names = pq.read_schema(fh).names
-            except Exception as exc:
-                raise BadInput(f"`{f.uri}` is not a readable Parquet file "
-                               f"({str(exc).splitlines()[0]})", where) from None
-            if col not in names:
-                raise BadInput(f"no column `{col}` in `{f.uri}` (columns: {', '.join(names[:8])})",
-                               where, "set text_column to the column holding the text")
+            _check_parquet(rs, f.uri, where)
         elif f.format == "jsonl" and f.size:
-            with rs.filesystem.open_input_stream(f.uri) as fh:
-                head = fh.read(1 << 20).split(b"\n")
-            line = next((x for x in head if x.strip()), b"")
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise BadInput(f"`{f.uri}` does not start with a JSON object per line", where,
-                               "JSONL needs one JSON object per line") from None
-            if not isinstance(record, dict) or col not in record:
-                keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
-                raise BadInput(f"no field `{col}` in the first record of `{f.uri}` (found: {keys})",
-                               where, "set text_column to the field holding the text")
+            _check_jsonl(rs, f.uri, where)
+        elif f.format == "text" and f.size:
+            _check_utf8(rs, f.uri, where)
         elif f.format == "hf":
             _check_hf(rs, f.uri)
+
+
+def _check_parquet(rs: ResolvedSource, uri: str, where: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    col = rs.source.text_column
+    try:
+        with rs.filesystem.open_input_file(uri) as fh:
+            meta = pq.ParquetFile(fh).metadata
+            schema = meta.schema.to_arrow_schema()
+    except Exception as exc:
+        raise BadInput(f"`{uri}` is not a readable Parquet file "
+                       f"({str(exc).splitlines()[0][:200]})", where) from None
+    if col not in schema.names:
+        raise BadInput(f"no column `{col}` in `{uri}` (columns: {', '.join(schema.names[:8])})",
+                       where, "set text_column to the column holding the text")
+    kind = schema.field(col).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or getattr(pa.types, "is_string_view", lambda _: False)(kind)):
+        raise BadInput(f"column `{col}` of `{uri}` holds {kind}, not text", where,
+                       "set text_column to a string column")
+    index = schema.names.index(col)
+    nulls = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
+    if meta.num_rows and all(st is not None and st.has_null_count for st in nulls) \
+            and sum(st.null_count for st in nulls) == meta.num_rows:
+        raise BadInput(f"column `{col}` of `{uri}` is empty (every value is null)", where,
+                       "point text_column at the column holding the text")
+
+
+_CHUNK = 1 << 20
+
+
+def _lines(rs: ResolvedSource, uri: str):
+    """(line number, bytes) of a file, read in chunks (a line may be longer than a chunk)."""
+    number, rest = 0, b""
+    with rs.filesystem.open_input_stream(uri) as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                break
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            for part in parts:
+                number += 1
+                yield number, part
+    if rest:
+        yield number + 1, rest
+
+
+def _check_jsonl(rs: ResolvedSource, uri: str, where: str) -> None:
+    col = rs.source.text_column
+    first = True
+    for number, line in _lines(rs, uri):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            what = "does not start with a JSON object per line" if first else \
+                f"line {number} is not a JSON object"
+            raise BadInput(f"`{uri}` {what}", where, "JSONL needs one JSON object per line") from None
+        if not isinstance(record, dict) or col not in record:
+            keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
+            which = "the first record" if first else f"line {number}"
+            raise BadInput(f"no field `{col}` in {which} of `{uri}` (found: {keys})",
+                           where, "set text_column to the field holding the text")
+        if not isinstance(record[col], str):
+            raise BadInput(f"field `{col}` on line {number} of `{uri}` is "
+                           f"{type(record[col]).__name__}, not text", where, "give every record its text")
+        first = False
+
+
+def _check_utf8(rs: ResolvedSource, uri: str, where: str) -> None:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    with rs.filesystem.open_input_stream(uri) as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise BadInput(f"`{uri}` is not UTF-8 text (byte {offset + max(exc.start, 0)})", where,
+                               "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            if not chunk:
+                return
+            offset += len(chunk)
 
 
 def _check_hf(rs: ResolvedSource, path: str) -> None:

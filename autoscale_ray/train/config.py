@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from autoscale_ray.errors import BadInput
+from autoscale_ray.errors import BadInput, short
 
 SCHEDULES = ("cosine", "constant", "wsd")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -71,7 +72,7 @@ class TrainConfig:
             default = known[key].default
             if key == "weights":
                 if not isinstance(value, Mapping) and value is not None:
-                    raise BadInput(f"weights={value!r} is not a mapping", where,
+                    raise BadInput(f"weights={short(value)} is not a mapping", where,
                                    "give weights as {domain: weight, ...}")
                 kwargs[key] = {str(k): _as_float(v, f"weights.{k}", where)
                                for k, v in dict(value or {}).items()}
@@ -81,14 +82,23 @@ class TrainConfig:
                 kwargs[key] = _as_int(value, key, where)
             elif isinstance(default, float):
                 kwargs[key] = _as_float(value, key, where)
+            elif isinstance(value, os.PathLike):
+                kwargs[key] = os.fspath(value)
+            elif not isinstance(value, str):
+                raise BadInput(f"{key}={short(value)} is not a string", where, f"give {key} as text")
             else:
-                kwargs[key] = str(value)
+                kwargs[key] = value
         return cls(**kwargs).checked(where)
 
     def checked(self, where: str = "train config") -> "TrainConfig":
         """Checks that need no corpus; returns self so it chains."""
         def bad(key: str, what: str, fix: str) -> BadInput:
-            return BadInput(f"{key}={getattr(self, key)!r} {what}", where, fix)
+            return BadInput(f"{key}={short(getattr(self, key))} {what}", where, fix)
+
+        for f in dataclasses.fields(self):  # NaN passes every comparison below: refuse it first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "is not a finite number", f"give {f.name} as a finite number")
 
         for key in ("budget_tokens", "global_batch_tokens", "micro_batch", "eval_count",
                     "divergence_check_steps"):
@@ -173,7 +183,7 @@ def _as_int(value: Any, key: str, where: str) -> int:
             raise ValueError
         return int(f)
     except (TypeError, ValueError):
-        raise BadInput(f"{key}={value!r} is not an integer", where, f"give {key} as a whole number") from None
+        raise BadInput(f"{key}={short(value)} is not an integer", where, f"give {key} as a whole number") from None
 
 
 def _as_float(value: Any, key: str, where: str) -> float:
@@ -182,14 +192,11 @@ def _as_float(value: Any, key: str, where: str) -> float:
             raise ValueError
         return float(value)
     except (TypeError, ValueError):
-        raise BadInput(f"{key}={value!r} is not a number", where, f"give {key} as a number") from None
+        raise BadInput(f"{key}={short(value)} is not a number", where, f"give {key} as a number") from None
 
 
 def _as_bool(value: Any, key: str, where: str) -> bool:
+    # booleans are booleans: the string "no" is truthy in Python and must not be guessed at
     if isinstance(value, bool):
         return value
-    if str(value).lower() in ("1", "true", "yes", "on"):
-        return True
-    if str(value).lower() in ("0", "false", "no", "off"):
-        return False
-    raise BadInput(f"{key}={value!r} is not a boolean", where, f"give {key} as true or false")
+    raise BadInput(f"{key}={short(value)} is not a boolean", where, f"give {key} as true or false (unquoted)")

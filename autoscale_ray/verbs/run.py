@@ -1,4 +1,4 @@
-"""`autoscale-ray run CONFIG.yaml [--out DIR] [--resume]`: the whole search on Ray."""
+"""`autoscale-ray run CONFIG.yaml [--out DIR] [--resume | --restart]`: the whole search on Ray."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from autoscale_ray.verbs.output import format_table
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from autoscale_ray.pipeline import run
 
-    rec = run(args.config, args.out, resume=args.resume)
+    rec = run(args.config, args.out, resume=args.resume, restart=args.restart)
     rows = [[d, w, rec["expected_loss"]["per_domain"].get(d)] for d, w in rec["weights"].items()]
     util = rec["evidence"].get("utilisation", {})
     text = (format_table(["domain", "weight", "expected loss"], rows)
@@ -27,6 +27,9 @@ def register(subparsers: Any) -> None:
                                           "projection to the target: one Ray Tune experiment.")
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--out", default=None, help="output folder (default results/<name>)")
-    p.add_argument("--resume", action="store_true", help="resume a stopped search in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search in --out (same config): finished trials are kept")
+    p.add_argument("--restart", action="store_true",
+                   help="start over in an --out that holds a search (removes what it wrote there)")
     p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     p.set_defaults(func=_run)
