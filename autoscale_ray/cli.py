@@ -65,7 +65,10 @@ def _setup_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error (already printed as one line)
+        return int(exc.code or 0)
     try:
         # libraries (Ray Tune's banner, ...) print to stdout; keep it for our JSON/table only
         with contextlib.redirect_stdout(sys.stderr):

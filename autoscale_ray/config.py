@@ -354,7 +354,8 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
         except TypeError:  # an unhashable key: the mapping constructor reports it
             continue
         if first != key_node.start_mark.line + 1:
-            raise BadInput(f"duplicate key `{short(key)}` (lines {first} and "
+            label = key if isinstance(key, str) and len(key) <= 60 else short(key)
+            raise BadInput(f"duplicate key `{label}` (lines {first} and "
                            f"{key_node.start_mark.line + 1})", loader.name, "keep one of them")
     return loader.construct_mapping(node, deep=deep)
 

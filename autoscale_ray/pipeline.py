@@ -53,6 +53,28 @@ def corpus_sources(cfg: ExperimentConfig) -> list:
     return sources
 
 
+def declared_domains(cfg: ExperimentConfig) -> list[str]:
+    """The corpus's domain names, known from the config alone (nothing is read or built)."""
+    from autoscale_ray.data.embedded import DOMAINS
+    from autoscale_ray.data.synthetic import DEFAULT_DOMAINS
+
+    if cfg.corpus.kind == "embedded":
+        return list(DOMAINS)
+    if cfg.corpus.kind == "synthetic":
+        return [d.name for d in DEFAULT_DOMAINS]
+    return [str(name) for name in cfg.corpus.domains]
+
+
+def declared_sources(cfg: ExperimentConfig) -> list:
+    """The user's domain sources as declared (for the output's overlap check); none for the
+    built-in corpora, which live in the cache."""
+    from autoscale_ray.data import sources_from_config
+
+    if cfg.corpus.kind != "domains":
+        return []
+    return sources_from_config(cfg.corpus.domains, f"{cfg.source}: corpus.domains")
+
+
 def packed_root(cfg: ExperimentConfig) -> Path:
     # packed corpora are keyed by their sources, tokenizer and seq_len: share them across runs
     from autoscale_ray.data.embedded import default_packed_dir
@@ -168,18 +190,20 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         raise BadInput(f"cpus_per_trial {cfg.resources.cpus_per_trial:g} is more than this machine's "
                        f"{os.cpu_count()} CPUs: no trial could start", f"{cfg.source}: resources.cpus_per_trial",
                        "lower it, or submit the search to a cluster")
-    sources = corpus_sources(cfg)
-    weights = check_domains(cfg, [s.name for s in sources])
-    folder.check_location(store, sources)
+    weights = check_domains(cfg, declared_domains(cfg))
+    declared = declared_sources(cfg)
+    folder.check_location(store, declared)
     if cfg.storage_path:
-        folder.check_location(tune_store, sources)
+        folder.check_location(tune_store, declared)
     folder.check_resumable(folder.read_marker(store), cfg, store, resume=resume, restart=restart)
+    sources = corpus_sources(cfg)  # the files checked through; the built-in corpora are built
     _quiet_ray()
     _keep_credentials_out_of_ray_logs()
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(include_dashboard=False, log_to_driver=False)
         check_resources(cfg)
+    corpus = prepare(cfg, sources)  # into its cache, not the output: a bad shard leaves no trace
     with folder.SearchLock(store):
         marker = folder.read_marker(store)  # again, now that no other run can change it
         folder.check_resumable(marker, cfg, store, resume=resume, restart=restart)
@@ -190,7 +214,7 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         experiment = folder.begin(store, tune_store, cfg, marker)
         try:
             with graceful_stop() as stopping:
-                rec = _search(cfg, store, tune_store, sources, weights, experiment, stopping)
+                rec = _search(cfg, store, tune_store, corpus, weights, experiment, stopping)
         except KeyboardInterrupt:
             rec = None
         if rec is None:
@@ -202,7 +226,7 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         return rec
 
 
-def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, sources: list,
+def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
             weights: dict[str, float], experiment: str, stopping: Any) -> dict[str, Any] | None:
     """The Tune experiment of one session of a search; None when it was stopped by a signal
     (nothing is written then but the finished trials' records)."""
@@ -216,7 +240,6 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, sources: lis
     from autoscale_ray.report import write_report
     from searchers.ddo import DDOPlan, DDOSearcher, PlanConfig
 
-    corpus = prepare(cfg, sources)
     shared = f"corpus/{corpus.root.name}"
     if not store.local and not store.exists(f"{shared}/{UPLOADED}"):  # for nodes without the cache
         store.upload(corpus.root, shared)

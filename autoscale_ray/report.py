@@ -120,6 +120,29 @@ def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
     return _save(fig, path)
 
 
+REC_KEYS = {"weights": dict, "tokens": (int, float), "lr": (int, float), "at_bound": list,
+            "expected_loss": dict, "evidence": dict}
+
+
+def read_recommendation(path: Path) -> dict[str, Any]:
+    """recommendation.json of a finished search, with the keys the report reads; BadInput else."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput("not a JSON recommendation", str(path), "rerun the search or restore the file") from None
+    if not isinstance(rec, dict):
+        raise BadInput("not a recommendation object", str(path), "rerun the search or restore the file")
+    for key, kind in REC_KEYS.items():
+        if not isinstance(rec.get(key), kind):
+            raise BadInput(f"no valid `{key}`", str(path), "give the recommendation.json `autoscale-ray run` wrote")
+    if not isinstance(rec["evidence"].get("probe_optima"), dict) or \
+            not isinstance(rec["evidence"].get("trials"), (list, dict)) or \
+            not isinstance(rec["expected_loss"].get("per_domain"), dict):
+        raise BadInput("no `evidence.probe_optima`, `evidence.trials` or `expected_loss.per_domain`", str(path),
+                       "give the recommendation.json `autoscale-ray run` wrote")
+    return rec
+
+
 def write_report(out: str | Path, name: str | None = None) -> Path:
     """Write `report.md` and its plots into `out` from `runs.parquet` and `recommendation.json`;
     `name` titles it (default: the folder's name)."""
@@ -129,8 +152,8 @@ def write_report(out: str | Path, name: str | None = None) -> Path:
         if not p.exists():
             raise BadInput("not a finished search folder (missing file)", str(p),
                            "give the --out folder of `autoscale-ray run`")
-    rec = json.loads(rec_path.read_text(encoding="utf-8"))
-    frame = read_runs(runs_path).frame
+    rec = read_recommendation(rec_path)
+    frame = read_runs(runs_path).frame  # both read and checked before any plot is written
     plots = [plot_loss_curves(frame, out / "loss_curves.png"), plot_lr_law(frame, rec, out / "lr_law.png"),
              plot_mixtures(rec, out / "mixtures.png"), plot_responses(frame, rec, out / "responses.png")]
     ev = rec["evidence"]

@@ -66,8 +66,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _source_folders(sources: Sequence[Any]) -> list[Path]:
-    """The local folders a corpus reads from (a glob's fixed prefix, a folder, a file's folder)."""
+def _source_folders(sources: Sequence[Any]) -> list[tuple[Path, bool]]:
+    """(local folder, read recursively?) of each path a corpus reads: a folder or a `**` glob
+    reads everything below it, a `*` glob one folder's entries, a file only itself."""
     folders = []
     for source in sources:
         for raw in source.paths:
@@ -75,8 +76,13 @@ def _source_folders(sources: Sequence[Any]) -> list[Path]:
             if fs.type_name != "local":
                 continue
             glob = [path.find(c) for c in "*?[" if c in path]
-            base = Path(path[:min(glob)].rsplit("/", 1)[0] or "/") if glob else Path(path)
-            folders.append((base if base.is_dir() else base.parent).resolve())
+            if glob:
+                base = Path(path[:min(glob)].rsplit("/", 1)[0] or "/")
+                folders.append((base.resolve(), "**" in path or path.count("/") > str(base).count("/") + 1))
+            elif Path(path).is_dir():
+                folders.append((Path(path).resolve(), True))
+            else:
+                folders.append((Path(path).resolve().parent, False))
     return folders
 
 
@@ -97,8 +103,9 @@ def check_location(store: Store, sources: Sequence[Any] = ()) -> None:
         raise BadInput(f"`{existing}` is a file, not a folder", where, "give a new or empty folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise BadInput(f"`{existing}` is not writable", where, "give a folder you can write to")
-    for folder in _source_folders(sources):
-        if _inside(out, folder) or _inside(folder, out):
+    for folder, recursive in _source_folders(sources):
+        if (out == folder or (recursive and _inside(out, folder))) or folder in out.parents and recursive \
+                or _inside(folder, out):
             raise BadInput(f"overlaps the corpus folder `{folder}` (a later run would train on the "
                            "search's own outputs)", where, "put the output outside the data folders")
 

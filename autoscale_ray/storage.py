@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from autoscale_ray.atomic import atomic_path, json_text
-from autoscale_ray.errors import BadInput
+from autoscale_ray.errors import BadInput, redact
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -34,6 +34,10 @@ def filesystem_for(uri: str, storage_options: Mapping[str, Any] | None = None
     if not is_uri(uri):
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
     parsed = urlparse(uri)
+    if "@" in parsed.netloc:  # s3://KEY:SECRET@bucket/...: never take (or echo) credentials from a URI
+        raise BadInput(f"`{redact(uri)}` carries credentials", "paths",
+                       "remove them from the URI; give credentials through the environment "
+                       "(AWS_ACCESS_KEY_ID, ...), an instance role or a service account")
     if parsed.scheme == "s3":
         endpoint = opts.pop("endpoint_override", None) or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:

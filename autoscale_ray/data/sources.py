@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import pyarrow.fs as pafs
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.names import check_name
 from autoscale_ray.storage import filesystem_for
 
 FORMATS = ("auto", "parquet", "jsonl", "text", "hf")
@@ -119,9 +120,7 @@ def check_sources(sources: Sequence[DomainSource]) -> None:
     for s in sources:
         if not isinstance(s, DomainSource):
             raise BadInput(f"expected a DomainSource, got {type(s).__name__}", "sources")
-        if not s.name or not s.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-            raise BadInput(f"domain name {s.name!r} is not a simple name", "sources",
-                           "use letters, digits, '_', '-', '.'")
+        check_name(s.name, "corpus.domains", "domain")  # it names files and columns
         if s.name in seen:
             raise BadInput(f"domain `{s.name}` is given twice", "sources", "merge its paths into one")
         seen.add(s.name)
@@ -197,7 +196,7 @@ def _expand(fs: pafs.FileSystem, path: str, where: str) -> list[pafs.FileInfo]:
         return sorted(matches, key=lambda i: i.path)
     try:
         info = fs.get_file_info(path)
-    except OSError as exc:  # an unreachable or unauthorised object store
+    except (OSError, ValueError) as exc:  # an unreachable or unauthorised store, a malformed path
         raise BadInput(f"cannot read `{path}`: {str(exc).strip().splitlines()[0][:200]}", where,
                        "check the URI, the endpoint and the credentials") from None
     if info.type == pafs.FileType.NotFound:

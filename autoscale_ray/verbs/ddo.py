@@ -17,7 +17,7 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import RunsTable, read_runs
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.verbs.output import finite_number, format_table
 
 log = logging.getLogger("autoscale_ray")
 
@@ -118,11 +118,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base", metavar="ID", help="run_id of the base run (default: found)")
     p.add_argument("--metric", default="mean-loss",
                    help="objective: mean-loss (default), mean-ppl (the paper's) or a column name")
-    p.add_argument("--down", type=float, default=0.2, help="declared down factor (default 0.2)")
-    p.add_argument("--up", type=float, default=3.0, help="declared up factor (default 3)")
+    p.add_argument("--down", type=finite_number, default=0.2, help="declared down factor (default 0.2)")
+    p.add_argument("--up", type=finite_number, default=3.0, help="declared up factor (default 3)")
     p.add_argument("--design", choices=["auto", "fixed-others", "fixed-total"], default="auto",
                    help="perturbation design (default: detected)")
-    p.add_argument("--min-multiplier", type=float, default=0.2, metavar="X",
+    p.add_argument("--min-multiplier", type=finite_number, default=0.2, metavar="X",
                    help="lower bound on each domain's multiple of its base quantity (default 0.2)")
     p.add_argument("--average-duplicates", action="store_true",
                    help="average repeated evaluations of a run at the same tokens")

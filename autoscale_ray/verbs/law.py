@@ -22,7 +22,7 @@ from autoscale_ray.laws.loss_law import (FORM_ND, LossLaw, absolute_relative_err
                                          bootstrap_loss_law, fit_loss_law, largest_model_holdout,
                                          min_tokens_mask)
 from autoscale_ray.runs import read_runs
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.verbs.output import finite_number, format_table
 
 log = logging.getLogger("autoscale_ray")
 
@@ -135,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "law", help="fit L(N, D) (or L(D)) to all checkpoints; ARE on the largest model",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     p.add_argument("runs", metavar="RUNS", help="runs table (.csv or .parquet)")
-    p.add_argument("--min-tokens", type=float, default=None, metavar="X",
+    p.add_argument("--min-tokens", type=finite_number, default=None, metavar="X",
                    help="drop checkpoints before X tokens (X >= 1) or before the fraction X of "
                         "each run's budget (X < 1)")
     p.add_argument("--holdout-largest", action="store_true",

@@ -18,7 +18,7 @@ import numpy as np
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.lr_horizon import DEFAULT_WINDOW, fit_lr_horizon
 from autoscale_ray.runs import RunsTable, read_runs
-from autoscale_ray.verbs.output import format_table, parse_tokens
+from autoscale_ray.verbs.output import finite_number, format_table, parse_tokens
 
 log = logging.getLogger("autoscale_ray")
 
@@ -86,7 +86,7 @@ def register(subparsers: Any) -> None:
                    help="target horizon in tokens (e.g. 2e11 or 200B)")
     p.add_argument("--include-edge", action="store_true",
                    help="use horizons whose optimum is not bracketed by the LR grid (extrapolated)")
-    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--level", type=finite_number, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                    help="grid LRs each side of the best one used in each quadratic; 0 = all "
                         f"(default {DEFAULT_WINDOW})")

@@ -63,3 +63,14 @@ def parse_tokens(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"`{text}` must be a positive token count")
     return value
+
+
+def finite_number(text: str) -> float:
+    """argparse type: a finite number (argparse's float takes `nan` and `inf`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value

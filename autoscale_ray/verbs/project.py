@@ -17,7 +17,7 @@ import numpy as np
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.projection import fit_projection, floor_weights
 from autoscale_ray.mixture import Mixture, read_mixture
-from autoscale_ray.verbs.output import format_table, parse_tokens
+from autoscale_ray.verbs.output import finite_number, format_table, parse_tokens
 
 
 def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
@@ -99,7 +99,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("mixtures", nargs="+", metavar="MIX.json", help="mixture files (two or more)")
     p.add_argument("--target-tokens", required=True, type=parse_tokens, metavar="T",
                    help="target budget in tokens (e.g. 2e11 or 200B)")
-    p.add_argument("--min-weight", type=float, default=0.0, metavar="W",
+    p.add_argument("--min-weight", type=finite_number, default=0.0, metavar="W",
                    help="floor on every projected weight, the rest renormalised (default 0: none)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_run)
