@@ -63,6 +63,8 @@ class Predictor:
         f = pd.DataFrame(self.rows)
         if f.empty:
             return f
+        # one order whatever order the trials finished (or were replayed) in: the fits sum in it
+        f = f.sort_values(["key", "tokens"], kind="stable")
         if stage is not None:
             f = f[f["stage"] == stage]
         if probe is not None:

@@ -34,7 +34,7 @@ def test_fractions_train_in_the_trial_whole_gpus_on_train_workers(tmp_path: Path
     assert opts["in_process"] and opts["use_gpu"]
     # a 124M proxy on 2 whole GPUs: two DDP workers reserve one GPU each; the trial only its CPU
     big = cfg_with(tmp_path, {"gpus_per_trial": 2, "cpus_per_trial": 1},
-                   {"model": "gpt2-124m", "num_workers": 2})
+                   {"model": "gpt2-124m", "num_workers": 2, "micro_batch": 8})
     assert trial_resources(big) == {"cpu": 1.0}
     opts = trial_options(big, tmp_path / "corpus", store)
     assert not opts["in_process"] and opts["gpus_per_worker"] == 1.0 and opts["num_workers"] == 2

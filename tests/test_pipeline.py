@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 
 
-def config(tmp: Path, name: str, **search) -> Path:
+def config(tmp: Path, name: str, file: str | None = None, **search) -> Path:
     cfg = {
         "name": name,
         "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
@@ -34,7 +34,7 @@ def config(tmp: Path, name: str, **search) -> Path:
                    "verify_probe": False, **search},
         "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
     }
-    path = tmp / f"{name}.yaml"
+    path = tmp / (file or f"{name}.yaml")
     path.write_text(yaml.safe_dump(cfg))
     return path
 

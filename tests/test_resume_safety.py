@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from autoscale_ray.storage import Store
+from test_pipeline import config as pipeline_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +29,7 @@ PLANNED = 2 * (2 * 4 + 1)
 
 
 def config(tmp: Path, name: str = "safe", file: str | None = None, **search) -> Path:
-    cfg = {
-        "name": name,
-        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
-        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                  "eval_batches": 2},
-        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3,
-                   "verify_probe": False, **search},
-        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
-    }
-    path = tmp / (file or f"{name}.yaml")
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return pipeline_config(tmp, name, file, **search)
 
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
