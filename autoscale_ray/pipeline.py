@@ -115,6 +115,9 @@ def _quiet_ray() -> None:
     DataContext.get_current().enable_progress_bars = False
     for name in ("ray.data", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # tune.run's own stop messages point at `Tuner.restore`, which a search never uses: the CLI
+    # prints how to --resume instead
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
 
 
 CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN",

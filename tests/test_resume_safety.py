@@ -91,7 +91,7 @@ def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Pa
     text = log.read_text()
     last = text.strip().splitlines()[-1]
     assert "interrupted" in last and "--resume" in last and str(out) in last, text[-3000:]
-    assert "internal error" not in text and "\x1b[" not in last
+    assert "internal error" not in text and "\x1b[" not in last and "Tuner.restore" not in text
     for name in ("runs.parquet", "recommendation.json", "report.md"):
         assert not (out / name).exists(), name  # nothing that looks like a result
     marker = json.loads((out / "autoscale-ray-search.json").read_text())
@@ -201,3 +201,31 @@ def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     with pytest.raises(BadInput):
         with folder.SearchLock(store):
             folder.check_resumable(None, None, store, resume=True, restart=True)  # type: ignore[arg-type]
+
+
+def test_first_signal_asks_tune_to_stop_second_aborts() -> None:
+    """autoscale_ray.interrupt: while Tune runs, SIGINT/SIGTERM go to Tune's own graceful stop
+    (its SIGUSR1 handler) once and set STOPPING; a second one, or one outside Tune, aborts."""
+    from autoscale_ray import interrupt
+
+    calls = []
+    old_usr1 = signal.signal(signal.SIGUSR1, lambda s, f: calls.append(s))
+    try:
+        with interrupt.graceful_stop() as stopping:
+            assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+            interrupt.TUNE_RUNNING.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            assert stopping.is_set() and calls == [signal.SIGTERM]
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+        with interrupt.graceful_stop() as stopping:  # Tune not running: stop where we are
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+            assert stopping.is_set() and calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGUSR1, old_usr1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ

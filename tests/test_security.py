@@ -1,7 +1,8 @@
 """Security properties of the code base, checked on its syntax trees (the run-time check that no
 credential reaches outputs or logs is tests/test_cluster_faults.py::test_no_credentials_...):
 
-* YAML is read with `safe_load` only; no `eval`/`exec`, no `os.system`, no `shell=True`;
+* YAML is read with `safe_load` or the config's duplicate-refusing subclass of `yaml.SafeLoader`;
+  no `eval`/`exec`, no `os.system`, no `shell=True`;
 * nothing unpickles user files: `pickle.loads` only reads Tune's searcher checkpoint after checking
   the signature of this process (searchers/persist.py; `run --resume` reads none: see
   tests/test_safety.py), `torch.load` only with `weights_only=True`;
@@ -75,3 +76,17 @@ def test_shipped_configs_hold_no_credentials(path: Path) -> None:
 def test_secret_patterns_catch_credentials() -> None:
     leaked = "provider: {aws_secret_access_key: wJalrXUtnFEMI/K7MDENG}\nkey: AKIAIOSFODNN7EXAMPLE\n"
     assert sum(bool(p.search(leaked)) for p in SECRET_PATTERNS) == 2
+
+
+def test_the_config_loader_is_a_safe_loader() -> None:
+    import yaml
+
+    from autoscale_ray.config import _StrictLoader
+
+    assert issubclass(_StrictLoader, yaml.SafeLoader) and not issubclass(_StrictLoader, yaml.FullLoader)
+    with pytest.raises(yaml.constructor.ConstructorError):  # no Python objects from a config
+        loader = _StrictLoader("!!python/object/apply:os.system ['true']")
+        try:
+            loader.get_single_data()
+        finally:
+            loader.dispose()
