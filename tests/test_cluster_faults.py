@@ -203,6 +203,15 @@ def test_no_credentials_in_outputs_logs_or_reports(s3_search) -> None:
     assert not [str(p) for p in ray_logs if secret in p.read_bytes()]
 
 
+def pid_alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def test_node_loss_reschedules_its_trials_on_the_head(environment, tmp_path: Path) -> None:
     """Remove the worker node while one of its trials is mid-run: the trial is retried on the head
     from its checkpoint, and the search completes with every trial."""
@@ -221,6 +230,9 @@ def test_node_loss_reschedules_its_trials_on_the_head(environment, tmp_path: Pat
             on_worker = wait_for(lambda: [p for p in paused(pause) if p["node"] == nodes.worker_id],
                                  600, "a trial on the worker node to checkpoint", log)[0]
             nodes.cluster.remove_node(nodes.worker, allow_graceful=False)
+            # the paused trial's process outlives its raylet for a moment; lifting the gate before
+            # it is gone lets it train (and report) past the checkpoint on the removed node
+            wait_for(lambda: not pid_alive(on_worker["pid"]), 120, "the removed node's trial process to exit", log)
             (pause / "gate").unlink()
             rc = proc.wait(timeout=900)
     finally:
