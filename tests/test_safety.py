@@ -296,3 +296,22 @@ def test_domain_names_in_a_runs_table_are_stripped_of_nothing() -> None:
     with pytest.raises(BadInput, match="spaces"):
         validate(frame, "t.csv")
     assert np.isfinite(validate(frame.drop(columns=["w.web "]), "t.csv").frame["loss"]).all()
+
+
+def test_a_read_only_out_is_refused_before_anything_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Finding 7, `--out` on a read-only filesystem (a read-only tmpfs; root bypasses mode bits,
+    not a read-only mount)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+    try:
+        write(tmp_path, cfg())
+        monkeypatch.chdir(tmp_path)
+        assert main(["run", "c.yaml", "--out", str(ro / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is not writable" in err[0] and str(ro) in err[0]
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
