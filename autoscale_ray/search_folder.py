@@ -104,8 +104,7 @@ def check_location(store: Store, sources: Sequence[Any] = ()) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise BadInput(f"`{existing}` is not writable", where, "give a folder you can write to")
     for folder, recursive in _source_folders(sources):
-        if (out == folder or (recursive and _inside(out, folder))) or folder in out.parents and recursive \
-                or _inside(folder, out):
+        if out == folder or (recursive and _inside(out, folder)) or _inside(folder, out):
             raise BadInput(f"overlaps the corpus folder `{folder}` (a later run would train on the "
                            "search's own outputs)", where, "put the output outside the data folders")
 
@@ -141,8 +140,9 @@ def check_resumable(marker: dict[str, Any] | None, cfg: ExperimentConfig, store:
         if marker is None:
             raise BadInput("nothing to resume (no search in this folder)", f"--out {store.location}",
                            "run without --resume first, or give the --out of the search")
-        diff = differences(marker.get("config", {}), config_values(cfg))
-        if marker["fingerprint"] != fingerprint(config_values(cfg)) or diff:
+        values = config_values(cfg)
+        diff = differences(marker.get("config", {}), values)
+        if diff or marker["fingerprint"] != fingerprint(values):
             raise BadInput(f"the config differs from the search's ({'; '.join(diff[:3])}"
                            f"{'; ...' if len(diff) > 3 else ''})", f"--resume {cfg.source}",
                            "resume with the original config, or start over with --restart")

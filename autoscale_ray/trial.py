@@ -18,23 +18,17 @@ from autoscale_ray.storage import Store
 def search_trial(config: dict[str, Any]) -> None:
     """Tune trainable: the searcher's suggestion (key, stage, budget, weights, lr, seed) merged into
     the constant trial options, run as one proxy (`run_proxy_trial`). Markers and ledgers go to
-    the output store, which every node of a cluster sees (object storage or a shared mount)."""
+    the output store, which every node of a cluster sees (object storage or a shared mount).
+    A trial already recorded in `done/` is never issued: the searcher replays it (--resume)."""
     import ray
-    from ray import tune
 
     from autoscale_ray.train.trainable import run_proxy_trial
-    from searchers.ddo import read_done
 
     trial = dict(config["trial"])
     out = Store(trial.pop("out"))
     if chaos.should_fail(config["key"]):  # fault-tolerance tests only; each attempt is logged
         out.add_record("injected_failures", {"key": config["key"], "time": time.time()})
         raise RuntimeError(f"injected failure of trial {config['key']} ({chaos.FAIL_KEYS_ENV})")
-    rows = read_done(out, config["key"])
-    if rows is not None:  # finished before a restart: report its rows again, train nothing
-        for row in rows:
-            tune.report({k: v for k, v in row.items() if not k.startswith("config/")})
-        return
     if "corpus_uri" in trial:  # a node that did not pack the corpus fetches it once
         trial["corpus_dir"] = str(local_corpus(trial.pop("corpus_uri"), trial["corpus_dir"]))
     trial.update(budget_tokens=int(config["budget"]), weights=dict(config["weights"]),

@@ -197,7 +197,8 @@ class DDOSearcher(PickledState, Searcher):
         super().__init__(metric=metric, mode=mode)
         self.plan = plan
         self.predictor_name = predictor_name
-        self.out = out  # output store: finished trials' rows, replayed if Tune runs them again
+        self.out = out  # output store: finished trials' rows, replayed on --resume
+        self._store = Store(out) if out else None  # opened once: suggest reads it per trial
         self._partial: dict[str, list[dict]] = {}
         self.replayed = 0  # trials taken from done/ records instead of being trained again
         if not plan.queue and not plan.done and not plan.out:
@@ -222,7 +223,7 @@ class DDOSearcher(PickledState, Searcher):
             spec = self.plan.next_spec(trial_id)
             if spec is None:
                 return None
-            rows = read_done(Store(self.out), spec.key) if self.out else None
+            rows = read_done(self._store, spec.key) if self._store else None
             if rows is None:
                 return spec.to_config()
             self.replayed += 1
@@ -245,8 +246,8 @@ class DDOSearcher(PickledState, Searcher):
         if STOPPING.is_set() and (spec is None or not rows or
                                   float(rows[-1]["tokens"]) < 0.9 * float(spec.budget)):
             return  # cut short by the stop: not finished, so --resume trains it again
-        if ok and spec is not None and self.out:
-            write_done(Store(self.out), spec.key, rows)
+        if ok and spec is not None and self._store:
+            write_done(self._store, spec.key, rows)
         try:
             self.plan.complete(trial_id, rows, ok, self._fits())
         except Exception:  # an exception in a searcher hook would end the whole experiment

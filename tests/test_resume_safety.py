@@ -196,11 +196,11 @@ def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
                 "  print(e); sys.exit(3)\n")
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert other.returncode == 3 and "another autoscale-ray run" in other.stdout
-    with folder.SearchLock(store):  # released: it can be taken again
-        pass
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput, match="exclude each other"):  # an error inside the block...
         with folder.SearchLock(store):
             folder.check_resumable(None, None, store, resume=True, restart=True)  # type: ignore[arg-type]
+    with folder.SearchLock(store):  # ...releases the lock: it can be taken again
+        pass
 
 
 def test_first_signal_asks_tune_to_stop_second_aborts() -> None:
