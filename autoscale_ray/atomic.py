@@ -39,7 +39,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def json_text(obj: Any) -> str:
     """Strict JSON (NaN/inf become null, numpy values plain numbers)."""
-    from autoscale_ray.verbs.output import jsonable
+    from autoscale_ray.formatting import jsonable
 
     return json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
 

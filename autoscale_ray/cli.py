@@ -17,7 +17,7 @@ import traceback
 from typing import Sequence
 
 from autoscale_ray.errors import BadInput, Interrupted, redact
-from autoscale_ray.verbs.output import jsonable
+from autoscale_ray.formatting import jsonable
 
 # Order of the verbs in --help; DESIGN.md "Command line".
 VERBS = ("run", "ddo", "project", "lr", "law", "regress", "report", "corpus")

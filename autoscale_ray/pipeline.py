@@ -2,7 +2,7 @@
 
 corpus (packed once, cached) -> predictor actor -> Tuner(DDOSearcher over the DDO plan, trials =
 proxy runs) -> runs.parquet + recommendation.json + report.md (+ Tune's TensorBoard logs).
-The output folder is a search folder (autoscale_ray.search_folder): marker, lock, `--restart`.
+The output folder is a search folder (autoscale_ray.search.folder): marker, lock, `--restart`.
 `--resume` starts a fresh Tune experiment whose searcher replays every trial recorded as finished
 in `done/` (JSON) and trains the rest; nothing Tune pickled is read back, so a crafted file in a
 shared output cannot run code on the driver.
@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from autoscale_ray import search_folder as folder
 from autoscale_ray.atomic import write_json
 from autoscale_ray.config import ExperimentConfig, load_config
 from autoscale_ray.errors import BadInput, Interrupted
 from autoscale_ray.interrupt import TUNE_RUNNING, graceful_stop
 from autoscale_ray.names import check_name
-from autoscale_ray.placement import trial_resources
+from autoscale_ray.search import folder, layout
+from autoscale_ray.search.contract import trial_resources
 from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.storage import Store
 
@@ -135,9 +135,6 @@ def _keep_credentials_out_of_ray_logs() -> None:
         class_cache.ENV_VARS_TO_PROPAGATE = set(propagated) - CREDENTIAL_VARS
 
 
-UPLOADED = "UPLOADED"  # marks a complete corpus upload
-
-
 def _tune_storage(location: str) -> dict[str, Any]:
     """RunConfig/restore keywords for a local folder or an object-storage URI."""
     store = Store(location)
@@ -181,13 +178,42 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
 
     Everything is checked before anything is written: the config, the corpus's files, the output
     folder (a new or empty one, or one holding this search: `resume`, or any search: `restart`)."""
-    import ray
-
     cfg = load_config(config_path)
+    store, tune_store = output_stores(cfg, out)
+    weights = check_before_start(cfg, store, tune_store, resume=resume, restart=restart)
+    sources = corpus_sources(cfg)  # the files checked through; the built-in corpora are built
+    start_ray(cfg)
+    corpus = prepare(cfg, sources)  # into its cache, not the output: a bad shard leaves no trace
+    with folder.SearchLock(store):
+        experiment = open_search(cfg, store, tune_store, resume=resume, restart=restart)
+        try:
+            with graceful_stop() as stopping:
+                rec = _search(cfg, store, tune_store, corpus, weights, experiment, stopping)
+        except KeyboardInterrupt:
+            rec = None
+        if rec is None:
+            folder.mark(store, "interrupted")
+            raise Interrupted(f"stopped with {layout.count_done(store)} finished trial(s) kept in "
+                              f"{store.location}; continue with: autoscale-ray run {config_path} "
+                              f"--out {store.location} --resume")
+        folder.mark(store, "complete")
+        return rec
+
+
+def output_stores(cfg: ExperimentConfig, out: str | Path | None) -> tuple[Store, Store]:
+    """(output store, Tune's store): `--out` (default results/<name>) and storage_path or <out>/tune."""
     if out is not None and not str(out).strip():
         raise BadInput("--out is empty", "--out", "give a folder or URI for the search's outputs")
     store = Store(out if out is not None else Path("results") / cfg.name)
-    tune_store = Store(cfg.storage_path or store.uri("tune"))
+    return store, layout.tune_store(store, cfg.storage_path)
+
+
+def check_before_start(cfg: ExperimentConfig, store: Store, tune_store: Store, *, resume: bool,
+                       restart: bool) -> dict[str, float]:
+    """The checks that need no corpus and no Ray: CPUs, domains and base weights, where the outputs
+    go, and whether that folder may be used. Returns the base weights."""
+    import ray
+
     if cfg.resources.cpus_per_trial > (os.cpu_count() or 1) \
             and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
         raise BadInput(f"cpus_per_trial {cfg.resources.cpus_per_trial:g} is more than this machine's "
@@ -199,34 +225,31 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
     if cfg.storage_path:
         folder.check_location(tune_store, declared)
     folder.check_resumable(folder.read_marker(store), cfg, store, resume=resume, restart=restart)
-    sources = corpus_sources(cfg)  # the files checked through; the built-in corpora are built
+    return weights
+
+
+def start_ray(cfg: ExperimentConfig) -> None:
+    """Join the running Ray (a cluster, a notebook) or start a local one sized by this machine."""
+    import ray
+
     _quiet_ray()
     _keep_credentials_out_of_ray_logs()
-    started_ray = not ray.is_initialized()
-    if started_ray:
+    if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
         check_resources(cfg)
-    corpus = prepare(cfg, sources)  # into its cache, not the output: a bad shard leaves no trace
-    with folder.SearchLock(store):
-        marker = folder.read_marker(store)  # again, now that no other run can change it
-        folder.check_resumable(marker, cfg, store, resume=resume, restart=restart)
-        if marker is not None and restart:
-            gone = folder.clear(store, tune_store, marker, cfg.name)
-            log.warning("--restart: removed the earlier search's %s", ", ".join(gone) or "marker")
-            marker = None
-        experiment = folder.begin(store, tune_store, cfg, marker)
-        try:
-            with graceful_stop() as stopping:
-                rec = _search(cfg, store, tune_store, corpus, weights, experiment, stopping)
-        except KeyboardInterrupt:
-            rec = None
-        if rec is None:
-            folder.mark(store, "interrupted")
-            done = len(store.list("done"))
-            raise Interrupted(f"stopped with {done} finished trial(s) kept in {store.location}; continue "
-                              f"with: autoscale-ray run {config_path} --out {store.location} --resume")
-        folder.mark(store, "complete")
-        return rec
+
+
+def open_search(cfg: ExperimentConfig, store: Store, tune_store: Store, *, resume: bool,
+                restart: bool) -> str:
+    """Under the lock: check the marker again, clear the earlier search on --restart, record this
+    session. Returns the Tune experiment name of this session."""
+    marker = folder.read_marker(store)  # again, now that no other run can change it
+    folder.check_resumable(marker, cfg, store, resume=resume, restart=restart)
+    if marker is not None and restart:
+        gone = folder.clear(store, tune_store, marker, cfg.name)
+        log.warning("--restart: removed the earlier search's %s", ", ".join(gone) or "marker")
+        marker = None
+    return folder.begin(store, tune_store, cfg, marker)
 
 
 def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
@@ -234,47 +257,14 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     """The Tune experiment of one session of a search; None when it was stopped by a signal
     (nothing is written then but the finished trials' records)."""
     import ray
-    from ray import tune
 
-    from autoscale_ray.placement import trial_options
-    from autoscale_ray.predictor import start_predictor
-    from autoscale_ray.progress import ProgressCallback
-    from autoscale_ray.trial import search_trial
-    from autoscale_ray.report import write_report
-    from searchers.ddo import DDOPlan, DDOSearcher, PlanConfig
+    from autoscale_ray.search.contract import build_contract
 
-    shared = f"corpus/{corpus.root.name}"
-    if not store.local and not store.exists(f"{shared}/{UPLOADED}"):  # for nodes without the cache
-        store.upload(corpus.root, shared)
-        store.write_text(f"{shared}/{UPLOADED}", "")  # last: an interrupted upload is redone
-    # the driver writes its files here; for object storage they are uploaded at the end
-    work = Path(store.path) if store.local else Path(tempfile.mkdtemp(prefix="autoscale-ray-out-"))
-    domains = tuple(corpus.domains)
-    s = cfg.search
-    predictor_name = f"autoscale-predictor-{cfg.name}"
-    predictor = start_predictor(predictor_name, domains=domains, target=s.target_budget,
-                                probes=s.probe_budgets, lr=s.lr, min_multiplier=s.min_multiplier,
-                                metric=s.metric, min_weight=s.min_weight, base_weights=weights)
-    r = cfg.resources
-    trainable = tune.with_resources(search_trial, trial_resources(cfg))
-    plan_cfg = PlanConfig(probes=s.probe_budgets, base_weights=weights, target=s.target_budget,
-                          lrs=s.lr_grid, lr=s.lr, down=s.down, up=s.up, design=s.design,
-                          verify_probe=s.verify_probe, target_seeds=s.target_seeds, seed=s.seed)
-    progress = ProgressCallback(store, slots=r.max_concurrent_trials,
-                                planned=plan_cfg.planned_trials())
-    searcher = DDOSearcher(DDOPlan(plan_cfg), predictor_name, out=store.location)
+    contract = build_contract(cfg, corpus.root, store)
+    plan = plan_config(cfg, weights)
+    predictor = start_search_predictor(cfg, tuple(corpus.domains), weights)
+    tuner, progress = make_tuner(cfg, contract, plan, store, tune_store, experiment)
     started = time.time()
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"trial": trial_options(cfg, corpus.root, store)},
-        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=-1,
-                                    max_concurrent_trials=r.max_concurrent_trials,
-                                    # a new actor per trial re-imports torch: seconds of
-                                    # idle slot per trial, more than a tiny proxy trains
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress],
-                                  failure_config=tune.FailureConfig(max_failures=r.max_failures),
-                                  **_tune_storage(tune_store.location)))
     TUNE_RUNNING.set()
     try:
         grid = tuner.fit()
@@ -282,20 +272,88 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
         TUNE_RUNNING.clear()
     if stopping.is_set():
         return None
-    wall = time.time() - started
     rows = ray.get(predictor.frame.remote())
     if rows.empty:
         raise RuntimeError("the search produced no completed trials")
-    write_runs(validate(rows, "<search>").frame, work / "runs.parquet")
     rec = ray.get(predictor.recommendation.remote())
-    busy = sum(float(r.metrics.get("time_total_s", 0.0)) for r in grid if r.metrics)
-    rec["evidence"]["utilisation"] = {
-        "busy_trial_seconds": busy, "wall_seconds": wall, "slots": r.max_concurrent_trials,
-        "utilisation": busy / (wall * r.max_concurrent_trials) if wall > 0 else math.nan,
-        "trials": len(grid), "errors": grid.num_errors, "retries": progress.retries}
-    write_json(work / "recommendation.json", rec)
+    rec["evidence"]["utilisation"] = utilisation(grid, time.time() - started, cfg, progress.retries)
+    write_results(store, rows, rec)
+    return rec
+
+
+def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
+    """The DDO plan's settings (stages, probe budgets, grids) from the config's search section."""
+    from autoscale_ray.searchers.ddo import PlanConfig
+
+    search = cfg.search
+    return PlanConfig(probes=search.probe_budgets, base_weights=weights, target=search.target_budget,
+                      lrs=search.lr_grid, lr=search.lr, down=search.down, up=search.up,
+                      design=search.design, verify_probe=search.verify_probe,
+                      target_seeds=search.target_seeds, seed=search.seed)
+
+
+def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float]):
+    """The search's named predictor actor, told the configured DDO design."""
+    from autoscale_ray.predictor import start_predictor
+
+    search = cfg.search
+    return start_predictor(predictor_name(cfg), domains=domains, target=search.target_budget,
+                           probes=search.probe_budgets, lr=search.lr,
+                           min_multiplier=search.min_multiplier, metric=search.metric,
+                           min_weight=search.min_weight, base_weights=weights,
+                           design=search.design, down=search.down, up=search.up)
+
+
+def predictor_name(cfg: ExperimentConfig) -> str:
+    return f"autoscale-predictor-{cfg.name}"
+
+
+def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tune_store: Store,
+               experiment: str) -> tuple[Any, Any]:
+    """ONE Tune experiment: the DDO searcher over the plan, trials = `search_trial` under the
+    contract, progress lines and progress.json from a callback."""
+    from ray import tune
+
+    from autoscale_ray.search.progress import ProgressCallback
+    from autoscale_ray.search.trial import search_trial
+    from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
+
+    resources = cfg.resources
+    progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
+                                planned=plan.planned_trials())
+    searcher = DDOSearcher(DDOPlan(plan), predictor_name(cfg), output=store.location)
+    tuner = tune.Tuner(
+        tune.with_resources(search_trial, dict(contract.resources)),
+        param_space={"contract": contract.to_config()},
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=-1,
+                                    max_concurrent_trials=resources.max_concurrent_trials,
+                                    # a new actor per trial re-imports torch: seconds of
+                                    # idle slot per trial, more than a tiny proxy trains
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress],
+                                  failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                                  **_tune_storage(tune_store.location)))
+    return tuner, progress
+
+
+def utilisation(grid: Any, wall: float, cfg: ExperimentConfig, retries: int) -> dict[str, Any]:
+    """How busy the trial slots were: trial seconds / (wall seconds x slots)."""
+    slots = cfg.resources.max_concurrent_trials
+    busy = sum(float(result.metrics.get("time_total_s", 0.0)) for result in grid if result.metrics)
+    return {"busy_trial_seconds": busy, "wall_seconds": wall, "slots": slots,
+            "utilisation": busy / (wall * slots) if wall > 0 else math.nan,
+            "trials": len(grid), "errors": grid.num_errors, "retries": retries}
+
+
+def write_results(store: Store, rows: Any, rec: dict[str, Any]) -> None:
+    """runs.parquet, recommendation.json and the report; for object storage written in a local
+    folder, then uploaded."""
+    from autoscale_ray.report import write_report
+
+    work = Path(store.path) if store.local else Path(tempfile.mkdtemp(prefix="autoscale-ray-out-"))
+    write_runs(validate(rows, "<search>").frame, work / layout.RUNS)
+    write_json(work / layout.RECOMMENDATION, rec)
     write_report(work, store.location.rsplit("/", 1)[-1])
     if not store.local:
         store.upload(work)
         shutil.rmtree(work, ignore_errors=True)
-    return rec

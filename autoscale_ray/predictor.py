@@ -21,8 +21,8 @@ from autoscale_ray.laws.loss_law import fit_loss_law
 from autoscale_ray.laws.lr_horizon import fit_horizon, fit_lr_horizon
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
-from autoscale_ray.verbs.ddo import ddo
-from autoscale_ray.verbs.project import project
+from autoscale_ray.fits.ddo import ddo
+from autoscale_ray.fits.project import project
 
 log = logging.getLogger("autoscale_ray")
 
@@ -33,7 +33,8 @@ META = ("key", "stage", "probe", "arm")
 class Predictor:
     def __init__(self, domains: Sequence[str], target: int, *, probes: Sequence[int],
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
-                 min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None) -> None:
+                 min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None,
+                 design: str = "auto", down: float = 0.2, up: float = 3.0) -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -42,6 +43,8 @@ class Predictor:
         self.min_multiplier = min_multiplier
         self.metric = metric
         self.min_weight = min_weight
+        # the search's DDO design, so the fit never has to guess it from the runs
+        self.design, self.down, self.up = design, down, up
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -134,7 +137,8 @@ class Predictor:
             self._note(f"DDO at {probe:.4g} tokens rests on {runs} of {designed} designed runs")
         base = f.loc[f["key"].str.endswith("/base"), "run_id"]
         mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
-                  metric=self.metric, min_multiplier=self.min_multiplier)
+                  metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
+                  down=self.down, up=self.up)
         self.optima[probe] = mix
         return mix.to_json()
 

@@ -13,7 +13,7 @@ import pandas as pd
 from autoscale_ray.atomic import atomic_path, write_text
 from autoscale_ray.errors import BadInput
 from autoscale_ray.runs import read_runs
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.formatting import format_table
 
 
 def _save(fig, path: Path) -> str:

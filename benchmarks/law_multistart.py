@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from autoscale_ray.laws.multistart import (HuberLSEProblem, epoch_grid, multistart_minimize,  # noqa: E402
                                            naive_multistart)
-from autoscale_ray.verbs.output import format_table  # noqa: E402
+from autoscale_ray.formatting import format_table  # noqa: E402
 
 CHINCHILLA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_svg_extracted_data.csv"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.formatting import format_table
 
 
 def main() -> None:

@@ -44,9 +44,9 @@ import numpy as np
 from scipy.optimize import minimize
 
 from autoscale_ray.predictor import Predictor
-from searchers.baselines import (MixtureSearcher, RandomMixtureSearcher, RegressionSearcher,
+from autoscale_ray.searchers.baselines import (MixtureSearcher, RandomMixtureSearcher, RegressionSearcher,
                                  TPEMixtureSearcher, UniformSearcher)
-from searchers.ddo import DDOPlan, PlanConfig
+from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 
 DOMAINS = ("wiki", "books", "code", "web")
 E = np.array([1.6, 2.0, 1.2, 2.4])

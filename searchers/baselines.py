@@ -2,7 +2,7 @@
 
 Each issues trial configs of the same shape as `DDOSearcher` (`TrialSpec.to_config()`: key, stage,
 budget, weights, lr, seed, probe, tags), so they run in the same harness
-(`autoscale_ray.trial.search_trial`). All trials of one searcher train at one token `budget` and
+(`autoscale_ray.search.trial.search_trial`). All trials of one searcher train at one token `budget` and
 one fixed peak `lr`: either the target budget (what these methods must do without a projection) or
 a probe budget (their best mixture is then used at the target unchanged).
 
@@ -17,7 +17,7 @@ Failed trials count against the trial budget and are left out of every fit. A se
 `None` while it waits for results and `Searcher.FINISHED` once its trials are all issued.
 
     >>> from ray import tune
-    >>> from searchers.baselines import TPEMixtureSearcher
+    >>> from autoscale_ray.searchers.baselines import TPEMixtureSearcher
     >>> searcher = TPEMixtureSearcher(["web", "code", "books"], n_trials=50, budget=2_000_000,
     ...                               lr=1e-3, seed=0)
     >>> tune.Tuner(search_trial, param_space={"trial": options},  # doctest: +SKIP
@@ -34,12 +34,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ray.tune.search import Searcher
 
-from autoscale_ray.design import TrialSpec
+from autoscale_ray.search.design import TrialSpec
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
 from autoscale_ray.laws.regmix_sampler import (REGMIX_STRENGTHS, REGMIX_TEMPERATURE,
                                                regmix_dirichlet)
-from searchers.persist import PickledState
+from autoscale_ray.searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
 

@@ -14,7 +14,7 @@ Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots sta
 
     >>> import ray
     >>> from ray import tune
-    >>> from searchers.ddo import DDOSearcher
+    >>> from autoscale_ray.searchers.ddo import DDOSearcher
     >>> searcher = DDOSearcher(plan, predictor_name="autoscale-predictor")  # doctest: +SKIP
     >>> tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
     ...            max_concurrent_trials=2)).fit()  # doctest: +SKIP
@@ -22,7 +22,6 @@ Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots sta
 
 from __future__ import annotations
 
-import json
 import logging
 
 from collections import deque
@@ -31,10 +30,11 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
 
-from autoscale_ray.design import TrialSpec, ddo_perturbations, lr_sweep
+from autoscale_ray.search.layout import read_done, write_done
+from autoscale_ray.search.design import TrialSpec, ddo_perturbations, lr_sweep
 from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
-from searchers.persist import PickledState
+from autoscale_ray.searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
 
@@ -171,22 +171,6 @@ class DDOPlan:
                            {"arm": arm})
                  for arm, weights in arms.items() for seed in range(cfg.seed, cfg.seed + cfg.target_seeds)]
         self._enqueue("target/all", specs)
-
-
-def _done_name(key: str) -> str:
-    return "done/" + key.replace("/", "_") + ".json"
-
-
-def read_done(out: Store, key: str) -> list[dict] | None:
-    """The rows of a trial recorded as finished in the output store, None if it is not."""
-    name = _done_name(key)
-    return json.loads(out.read_text(name))["rows"] if out.exists(name) else None
-
-
-def write_done(out: Store, key: str, rows: list[dict]) -> None:
-    """Record a finished trial's rows (atomically) unless already recorded."""
-    if not out.exists(_done_name(key)):
-        out.write_json(_done_name(key), {"key": key, "rows": rows})
 
 
 class DDOSearcher(PickledState, Searcher):

@@ -8,7 +8,7 @@ import pytest
 from ray.tune.search import Searcher
 
 from autoscale_ray.errors import BadInput
-from searchers.baselines import (RandomMixtureSearcher, RegressionSearcher, TPEMixtureSearcher,
+from autoscale_ray.searchers.baselines import (RandomMixtureSearcher, RegressionSearcher, TPEMixtureSearcher,
                                  UniformSearcher, regmix_dirichlet)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from autoscale_ray.config import load_config
-from autoscale_ray.placement import trial_options, trial_resources
+from autoscale_ray.search.contract import build_contract, trial_resources
+from autoscale_ray.search.trial import proxy_job
 from autoscale_ray.storage import Store
 
 
@@ -26,20 +27,32 @@ def cfg_with(tmp: Path, resources: dict, train: dict | None = None):
     return load_config(path)
 
 
+SUGGESTION = {"key": "ddo/1.2e+04/base", "stage": "ddo", "budget": 12000, "weights": {"a": 1.0},
+              "lr": 3e-3, "seed": 0, "probe": 12000}
+
+
 def test_fractions_train_in_the_trial_whole_gpus_on_train_workers(tmp_path: Path) -> None:
     store = Store(tmp_path / "out")
     packed = cfg_with(tmp_path, {"trials_per_gpu": 4, "cpus_per_trial": 0.5})
     assert trial_resources(packed) == {"cpu": 0.5, "gpu": 0.25}
-    opts = trial_options(packed, tmp_path / "corpus", store)
-    assert opts["in_process"] and opts["use_gpu"]
+    contract = build_contract(packed, tmp_path / "corpus", store)
+    assert contract.in_process and contract.use_gpu and contract.resources == {"cpu": 0.5, "gpu": 0.25}
+    job = proxy_job(contract, SUGGESTION, node="n1")
+    assert job.in_process and job.train.use_gpu and job.train.budget_tokens == 12000
+    assert job.run_id == "ddo_1.2e+04_base" and job.extras["node"] == "n1"
+    assert job.storage_path == store.uri("train") and contract.corpus_uri is None  # local: no upload
     # a 124M proxy on 2 whole GPUs: two DDP workers reserve one GPU each; the trial only its CPU
     big = cfg_with(tmp_path, {"gpus_per_trial": 2, "cpus_per_trial": 1},
                    {"model": "gpt2-124m", "num_workers": 2, "micro_batch": 8})
     assert trial_resources(big) == {"cpu": 1.0}
-    opts = trial_options(big, tmp_path / "corpus", store)
-    assert not opts["in_process"] and opts["gpus_per_worker"] == 1.0 and opts["num_workers"] == 2
+    contract = build_contract(big, tmp_path / "corpus", store)
+    job = proxy_job(contract, SUGGESTION)
+    assert not job.in_process and job.on_ray_train and job.gpus_per_worker == 1.0
+    assert job.train.num_workers == 2
     cpu = cfg_with(tmp_path, {"cpus_per_trial": 1})
-    assert trial_resources(cpu) == {"cpu": 1.0} and trial_options(cpu, tmp_path, store)["in_process"]
+    contract = build_contract(cpu, tmp_path, store)
+    assert trial_resources(cpu) == {"cpu": 1.0} and contract.in_process and not contract.use_gpu
+    assert contract == type(contract).from_config(contract.to_config())  # survives Tune's param_space
 
 
 def overlaps(rows: list[dict]) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoscale_ray.design import log_grid
+from autoscale_ray.search.design import log_grid
 from autoscale_ray.predictor import Predictor
-from searchers.ddo import DDOPlan, PlanConfig
+from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 
 DOMAINS = ("fast", "mid", "slow")
 E = np.array([1.0, 1.5, 2.0])

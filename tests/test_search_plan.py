@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from autoscale_ray.design import ddo_perturbations, log_grid, lr_sweep
-from searchers.ddo import DDOPlan, PlanConfig
+from autoscale_ray.search.design import ddo_perturbations, log_grid, lr_sweep
+from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 
 W = {"a": 0.25, "b": 0.25, "c": 0.5}
 

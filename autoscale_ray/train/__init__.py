@@ -1,10 +1,11 @@
-"""Proxy pretraining on Ray Train: models, the training loop, and the Tune trainable.
+"""Proxy pretraining on Ray Train: models, the training loop, and running one proxy in a Tune trial.
 
 - `TrainConfig` (config.py): every knob of one proxy run.
 - `model_spec` / `PRESETS` (models.py): transformers models from presets or config files.
 - `train_proxy` (loop.py): the loop shared by Ray Train workers, the in-process path and benchmarks.
 - `train_loop_per_worker` (worker.py): the `TorchTrainer` entry point.
-- `run_proxy_trial` (trainable.py): the Tune function trainable that runs one proxy.
+- `ProxyJob` (job.py): one run as a trainable hands it over (config, corpus, storage, placement).
+- `run_proxy` / `fit_proxy` (runner.py): run a job inside a Tune trial, in-process or on Ray Train.
 """
 
 from autoscale_ray.train.config import BatchLayout, TrainConfig

@@ -7,6 +7,7 @@ evaluation on stdout. Bad input: one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import yaml
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.verbs.output import jsonable
+from autoscale_ray.formatting import jsonable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,9 +49,13 @@ def run(corpus_dir: str, values: dict[str, Any], run_id: str, storage_path: str 
         train_in_process(cfg, PackedCorpus.load(corpus_dir), run_id=run_id,
                          report=lambda row, save: rows.append(row))
         return rows
-    from autoscale_ray.train.trainable import fit_proxy
+    from autoscale_ray.train.job import ProxyJob
+    from autoscale_ray.train.runner import fit_proxy
 
-    result = fit_proxy(cfg, {"corpus_dir": corpus_dir, "storage_path": storage_path}, run_id)
+    job = ProxyJob(cfg, corpus_dir, run_id)
+    if storage_path:
+        job = dataclasses.replace(job, storage_path=storage_path)
+    result = fit_proxy(job)
     if result.error:
         raise result.error
     return list(result.return_value or [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,12 +94,3 @@ def train_in_process(cfg: TrainConfig, corpus: Any, *, run_id: str, report: Repo
 
 def default_device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda") if cfg.use_gpu and torch.cuda.is_available() else torch.device("cpu")
-
-
-def row_extras(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Searcher-provided columns (`stage`, `meta`) copied into every row."""
-    extras: dict[str, Any] = {}
-    if "stage" in values:
-        extras["stage"] = values["stage"]
-    extras.update(dict(values.get("meta") or {}))
-    return extras

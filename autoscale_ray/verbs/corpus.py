@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.formatting import format_table
 
 
 def corpus_build(out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:

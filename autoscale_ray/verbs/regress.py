@@ -1,126 +1,12 @@
-"""`autoscale-ray regress RUNS --target COL --predict MIXES`: the RegMix-style regression baseline.
-
-Fits ridge regression of the target on the mixture weights of the runs (each run's final
-evaluation; `autoscale_ray.laws.regression`), predicts the target for every mixture of MIXES (in
-its row order), and with `--search K` returns RegMix's mixture: the mean of the top-128 of K
-Dirichlet samples around the runs' mean mixture.
-"""
+"""The `regress` verb: arguments and human text over `autoscale_ray.fits.regress`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from autoscale_ray.errors import BadInput
-from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
-from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs
-from autoscale_ray.verbs.output import format_table
-
-log = logging.getLogger("autoscale_ray")
-
-CV_FOLDS = 5
-CV_MIN_RUNS = 20  # below this a 5-fold rank correlation says little
-
-
-def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) -> np.ndarray:
-    """Read a table of mixtures (CSV/Parquet, one `w.<domain>` column per domain of the runs) as
-    rows x domains in the runs' domain order, each row normalised to sum 1."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInput("file not found", str(path), "check the path")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise BadInput(f"unknown table format `{path.suffix}`", str(path), "use .csv or .parquet")
-    try:
-        table = pacsv.read_csv(path) if fmt == "csv" else pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"cannot parse {fmt}: {first}", str(path), f"write a valid {fmt} table") from None
-    frame = table.to_pandas()
-    have = [str(c)[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX)]
-    if not have:
-        raise BadInput("no mixture-weight columns `w.<domain>`", str(path),
-                       f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
-    missing = [d for d in domains if d not in have]
-    if missing:
-        raise BadInput(f"no column `{WEIGHT_PREFIX}{missing[0]}`, a domain of the runs table "
-                       f"{runs_source}", str(path),
-                       f"add the column(s) {', '.join(WEIGHT_PREFIX + d for d in missing)}")
-    extra = [d for d in have if d not in domains]
-    if extra:
-        raise BadInput(f"column `{WEIGHT_PREFIX}{extra[0]}` names a domain absent from the runs "
-                       f"table {runs_source}", f"{path}, column `{WEIGHT_PREFIX}{extra[0]}`",
-                       f"use the runs' domains: {', '.join(domains)}")
-    if frame.empty:
-        raise BadInput("the table has no rows", str(path), "give at least one mixture")
-    cols = [WEIGHT_PREFIX + d for d in domains]
-    w = frame[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raw = frame[cols[c]].iloc[r]
-        raise BadInput(f"weight `{raw}` is not a finite number >= 0",
-                       f"{path}, row {r + 1}, column `{cols[c]}`", "give a weight >= 0")
-    sums = w.sum(axis=1)
-    if (sums <= 0).any():
-        r = int(np.argmax(sums <= 0))
-        raise BadInput("all mixture weights are zero", f"{path}, row {r + 1}",
-                       "give at least one domain a positive weight")
-    return w / sums[:, None]
-
-
-def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | None = None, *,
-            search: int = 0, top_k: int = 128, seed: int = 0,
-            cv: bool = True) -> dict[str, Any]:
-    """Fit the regression baseline on `runs` for column `target` (`loss`, `loss.<domain>` or any
-    numeric column), predict the mixtures of the table `predict`, and with `search` > 0 run
-    RegMix's search over that many Dirichlet samples. Returns the `regress` verb's JSON object."""
-    if isinstance(runs, RunsTable):
-        table = runs
-    else:
-        table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"])
-    if not table.domains:
-        raise BadInput("no mixture-weight columns `w.<domain>`", table.source,
-                       "add one `w.<domain>` column per training domain")
-    final = table.final()
-    y = table.objective(target, frame=final)
-    w = table.weights(final)
-    fit = fit_ridge_mixture(w, y)
-    obj: dict[str, Any] = {"target": target, "n_runs": len(final), "domains": list(table.domains),
-                           "model": "ridge on [w, log(w + eps)]", "alpha": fit.alpha,
-                           "eps": fit.eps, "loo_rmse": fit.loo_rmse}
-    if cv and len(final) >= CV_MIN_RUNS:
-        result = cross_validate(w, y, folds=CV_FOLDS, seed=seed)
-        obj["cv_spearman"], obj["cv_rmse"] = result.spearman, result.rmse
-    if predict is not None:
-        mixes = read_mixtures(predict, table.domains, table.source)
-        outside = (mixes > fit.w_max + 1e-9).any(axis=1)
-        if outside.any():
-            rows = np.flatnonzero(outside) + 1
-            log.warning("%s: %d mixture(s) give a domain more weight than any run did (rows %s); "
-                        "their predictions extrapolate", predict, len(rows),
-                        ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else ""))
-        obj["predictions"] = fit.predict(mixes).tolist()
-    if search < 0:
-        raise BadInput(f"--search {search} is negative", "--search",
-                       "give a number of samples (RegMix uses 100000) or 0 for no search")
-    if search > 0:
-        found = search_mixture(fit, n_samples=search, top_k=top_k, seed=seed)
-        budget = float(np.median(final["budget"].to_numpy(float)))
-        mix = Mixture(budget, dict(zip(table.domains, map(float, found.weights))), (),
-                      {"predicted": found.predicted, "n_samples": found.n_samples,
-                       "n_in_support": found.n_in_support, "top_k": found.top_k})
-        obj["best_mixture"] = mix.to_json()
-    return obj
+from autoscale_ray.fits.regress import CV_FOLDS, regress
+from autoscale_ray.formatting import format_table
 
 
 def human(obj: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from autoscale_ray.verbs.output import format_table
+from autoscale_ray.formatting import format_table
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

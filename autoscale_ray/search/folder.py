@@ -22,14 +22,9 @@ from typing import Any, Mapping, Sequence
 from autoscale_ray.config import ExperimentConfig
 from autoscale_ray.errors import BadInput, short
 from autoscale_ray.names import check_name
+from autoscale_ray.search.layout import LOCK, MARKER, OWNED_FILES, OWNED_FOLDERS, OWNER
 from autoscale_ray.storage import Store, filesystem_for
 
-MARKER = "autoscale-ray-search.json"
-LOCK = ".autoscale-ray.lock"
-OWNER = ".autoscale-ray-owner"
-OWNED_FILES = ("runs.parquet", "recommendation.json", "report.md", "progress.json",
-               "loss_curves.png", "lr_law.png", "mixtures.png", "responses.png")
-OWNED_FOLDERS = ("done", "trained", "injected_failures", "train")
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
 
 

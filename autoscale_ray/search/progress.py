@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from autoscale_ray.search.layout import write_progress
 from autoscale_ray.storage import Store
 
 
@@ -53,7 +54,7 @@ class ProgressCallback(Callback):
                 f"{len(self.running)} running | {key} {'FAILED' if failed else 'ok'} | "
                 f"elapsed {_clock(elapsed)}{eta}")
         print(line, file=sys.stderr, flush=True)
-        self.store.write_json("progress.json", {"stage": self.stage, "done": done, "failed": self.failed,
+        write_progress(self.store, {"stage": self.stage, "done": done, "failed": self.failed,
                                "running": len(self.running), "planned": self.planned,
                                "retries": self.retries, "elapsed_s": elapsed, "last": key})
 
