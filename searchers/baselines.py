@@ -83,7 +83,7 @@ class MixtureSearcher(PickledState, Searcher):
         self.prior = _prior(self.domains, prior)
         self.rng = np.random.default_rng(self.seed)
         self.issued = 0
-        self.out: dict[str, tuple[int, np.ndarray]] = {}   # trial_id -> (index, weights)
+        self.in_flight: dict[str, tuple[int, np.ndarray]] = {}   # trial_id -> (index, weights)
         self.observed: list[tuple[int, np.ndarray, float]] = []  # (index, weights, objective)
         self.failed: list[int] = []
 
@@ -103,12 +103,12 @@ class MixtureSearcher(PickledState, Searcher):
         w = w / w.sum()
         index = self.issued
         self.issued += 1
-        self.out[trial_id] = (index, w)
+        self.in_flight[trial_id] = (index, w)
         return self.spec(index, w).to_config()
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        index, w = self.out.pop(trial_id, (None, None))
+        index, w = self.in_flight.pop(trial_id, (None, None))
         if index is None:
             return
         value = None if (error or not result) else result.get(self.metric)
@@ -272,7 +272,7 @@ class RegressionSearcher(MixtureSearcher):
         if index < self.n_initial:
             return regmix_dirichlet(self.prior, 1, self.rng, temperature=self.temperature,
                                     strengths=self.strengths)[0]
-        if self.out:  # a round refits on every earlier result: wait for the trials in flight
+        if self.in_flight:  # a round refits on every earlier result: wait for the trials in flight
             return None
         if len(self.observed) < MIN_RUNS:  # raising here would abort the whole Tune run
             log.warning("only %d of %d random runs succeeded; the regression needs %d: "

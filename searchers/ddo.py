@@ -76,7 +76,7 @@ class DDOPlan:
 
     cfg: PlanConfig
     queue: deque = field(default_factory=deque)            # TrialSpecs ready to issue
-    out: dict[str, TrialSpec] = field(default_factory=dict)  # trial_id -> spec in flight
+    in_flight: dict[str, TrialSpec] = field(default_factory=dict)  # trial_id -> spec
     done: dict[str, str] = field(default_factory=dict)      # key -> "ok" | "failed"
     rows: dict[str, list[dict]] = field(default_factory=dict)  # key -> evaluation rows
     meta: dict[str, dict] = field(default_factory=dict)        # key -> probe/arm of the trial
@@ -97,11 +97,11 @@ class DDOPlan:
         if not self.queue:
             return None
         spec = self.queue.popleft()
-        self.out[trial_id] = spec
+        self.in_flight[trial_id] = spec
         return spec
 
     def complete(self, trial_id: str, rows: list[dict], ok: bool, fits: Fits) -> None:
-        spec = self.out.pop(trial_id, None)
+        spec = self.in_flight.pop(trial_id, None)
         if spec is None or spec.key in self.done:
             return
         self.done[spec.key] = "ok" if ok else "failed"
@@ -117,7 +117,7 @@ class DDOPlan:
             if not keys:
                 del self.waiting[group]
                 self._group_done(group, fits)
-        if not self.queue and not self.out and not self.waiting:
+        if not self.queue and not self.in_flight and not self.waiting:
             self.finished = True
 
     # -- stage transitions -----------------------------------------------------------------
@@ -177,15 +177,15 @@ class DDOSearcher(PickledState, Searcher):
     """Tune adapter over `DDOPlan`; the predictor actor is looked up by name, so this pickles."""
 
     def __init__(self, plan: DDOPlan, predictor_name: str, metric: str = "loss",
-                 mode: str = "min", out: str | None = None) -> None:
+                 mode: str = "min", output: str | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.plan = plan
         self.predictor_name = predictor_name
-        self.out = out  # output store: finished trials' rows, replayed on --resume
-        self._store = Store(out) if out else None  # opened once: suggest reads it per trial
+        self.output = output  # output store: finished trials' rows, replayed on --resume
+        self._store = Store(output) if output else None  # opened once: suggest reads it per trial
         self._partial: dict[str, list[dict]] = {}
         self.replayed = 0  # trials taken from done/ records instead of being trained again
-        if not plan.queue and not plan.done and not plan.out:
+        if not plan.queue and not plan.done and not plan.in_flight:
             plan.start()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -226,7 +226,7 @@ class DDOSearcher(PickledState, Searcher):
         rows = sorted({float(r["tokens"]): r for r in rows}.values(), key=lambda r: float(r["tokens"]))
         status = (result or {}).get("status", "ok")
         ok = not error and bool(rows) and status not in ("diverged", "failed")
-        spec = self.plan.out.get(trial_id)
+        spec = self.plan.in_flight.get(trial_id)
         if STOPPING.is_set() and (spec is None or not rows or
                                   float(rows[-1]["tokens"]) < 0.9 * float(spec.budget)):
             return  # cut short by the stop: not finished, so --resume trains it again
@@ -242,7 +242,7 @@ class DDOSearcher(PickledState, Searcher):
         return {"plan": self.plan, "partial": self._partial}
 
     def set_state(self, state: dict) -> None:
-        # Trials in flight at the snapshot are re-run by Tune under the same ids, so `out` stays.
+        # Trials in flight at the snapshot are re-run by Tune under the same ids, so `in_flight` stays.
         self.plan = state["plan"]
         self._partial = state["partial"]
         try:  # a resumed search has a fresh predictor: give it every finished trial again

@@ -106,7 +106,7 @@ def test_plan_pickles_midway_and_resumes() -> None:
     plan.complete("t0", [{"tokens": first.budget}], True, fits)
     out = plan.next_spec("t1")  # in flight when the driver dies
     restored = pickle.loads(pickle.dumps(plan))
-    assert restored.out["t1"].key == out.key and first.key in restored.done
+    assert restored.in_flight["t1"].key == out.key and first.key in restored.done
     restored.complete("t1", [{"tokens": out.budget}], True, fits)
     rest = drain(restored, fits)
     keys = [first.key, out.key] + [s.key for s in rest]
