@@ -25,4 +25,4 @@ class _CheckoutSearchers(importlib.abc.MetaPathFinder):
 
 
 if not (Path(__file__).resolve().parent / "searchers").is_dir():
-    sys.meta_path.append(_CheckoutSearchers())
+    sys.meta_path.insert(0, _CheckoutSearchers())  # the searchers beside this very package
