@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from autoscale_ray.train import Placement, RunInfo, TokenIds, TrainConfig, model_spec, train_proxy
+from autoscale_ray.train import Worker, RunInfo, TokenIds, TrainConfig, model_spec, train_proxy
 
 VOCAB = 50257  # GPT-2's tokenizer
 
@@ -45,7 +45,7 @@ def measure(model_name: str, seq_len: int, micro_batch: int, accumulation: int, 
                 batches=random_batches(micro_batch, seq_len, vocab), validation=val,
                 layout=cfg.batch_layout(seq_len, 1), total_steps=cfg.total_steps(seq_len),
                 run=RunInfo("bench", ("random",), {"random": 1.0}),
-                report=lambda row, save: rows.append(row), placement=Placement(device))
+                report=lambda row, save: rows.append(row), worker=Worker(device))
     wall = time.perf_counter() - t0
     later = rows[1:]
     tok = sum(r["tokens"] - p["tokens"] for p, r in zip(rows, later))

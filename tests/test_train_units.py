@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.train import (PRESETS, Placement, RunInfo, TokenIds, TrainConfig, eval_steps,
+from autoscale_ray.train import (PRESETS, Worker, RunInfo, TokenIds, TrainConfig, eval_steps,
                                  lr_factor, mfu, model_shape, model_spec, train_proxy)
 from autoscale_ray.train.objective import IGNORE, causal_batch, generator_for, mlm_batch
 
@@ -211,7 +211,7 @@ def _run_loop(cfg: TrainConfig, model_name: str = "gpt2-tiny", poison: bool = Fa
     train_proxy(cfg, model=model, objective=spec.objective, tokens=TOKENS,
                 batches=_pattern_batches(seq, cfg.micro_batch), validation=val, layout=layout,
                 total_steps=cfg.total_steps(seq), run=RunInfo("r0", ("a", "b"), {"a": 1, "b": 3}),
-                report=lambda row, save: rows.append(row), placement=Placement(torch.device("cpu")))
+                report=lambda row, save: rows.append(row), worker=Worker(torch.device("cpu")))
     return rows
 
 

@@ -5,7 +5,7 @@ checkpoint if given, then take optimizer steps over micro-batches from `batches`
 part of the mixture stream), evaluate per-domain validation loss at log-spaced steps, and hand
 each evaluation row to `report` together with a function that writes the training state. Where
 the batches come from and where reports and checkpoints go are the caller's business (the edges:
-`worker.py` for Ray Train, `trainable.py` for the in-process path, the benchmarks for bare torch).
+`worker.py` for Ray Train, `runner.py` for the in-process path, the benchmarks for bare torch).
 Multi-worker runs synchronise through torch.distributed (DDP) when it is initialised.
 """
 
@@ -47,7 +47,7 @@ class RunInfo:
 
 
 @dataclass
-class Placement:
+class Worker:
     """Where this worker runs: device, rank, world size, and how to wrap the model (DDP)."""
 
     device: torch.device
@@ -56,100 +56,77 @@ class Placement:
     wrap: Callable[[nn.Module], nn.Module] = lambda m: m
 
 
+@dataclass
+class _Window:
+    """Training loss and throughput since the last logged row (device tensors: no host sync)."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    seconds: float = 0.0
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.seconds = 0, 0.0
+
+
 def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: TokenIds,
                 batches: Iterator[Mapping[str, Any]], validation: Mapping[str, np.ndarray],
                 layout: BatchLayout, total_steps: int, run: RunInfo, report: Report,
-                placement: Placement, resume_dir: Path | None = None) -> dict[str, Any]:
+                worker: Worker, resume_dir: Path | None = None) -> dict[str, Any]:
     """Train `model` for `total_steps` optimizer steps; returns the last reported row."""
-    device, rank, world = placement.device, placement.rank, placement.world_size
+    device = worker.device
     causal = objective == "causal"
     torch.manual_seed(cfg.seed)
     model.to(device)
-    autocast = _autocast(cfg, device)
-
-    # Optimiser: AdamW, no weight decay on biases and norms (1-D tensors), fused kernels on CUDA.
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                  fused=device.type == "cuda")
+    optimizer = _optimizer(cfg, model, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor.for_run(
         total_steps, cfg.schedule, cfg.warmup_fraction, cfg.decay_fraction, cfg.min_lr_ratio))
-
     state = TrainState()
     if resume_dir is not None:
         state = load_state(resume_dir, model, optimizer, scheduler, device)
-    forward = placement.wrap(model)
+    forward = worker.wrap(model)
     if cfg.compile:
         forward = torch.compile(forward)
 
     shape = model_shape(model, layout.seq_len)
-    flops_per_token = shape.flops_per_token()
-    peak = device_peak_flops(device)
+    flops_per_token, peak = shape.flops_per_token(), device_peak_flops(device)
     stop_step = math.ceil(cfg.stop_at_tokens / layout.global_tokens) if cfg.stop_at_tokens else 0
     evals = set(eval_steps(total_steps, cfg.eval_count, cfg.eval_first_fraction))
     seen = torch.zeros(len(run.domains), dtype=torch.long, device=device)  # this worker's sequences
     state_seen = np.asarray(state.seen or [0] * len(run.domains), dtype=np.int64)  # before resume
-    window_loss = torch.zeros((), device=device)             # sum of micro-batch losses
-    window_steps, window_time = 0, 0.0
+    window = _Window(torch.zeros((), device=device))
     last_row: dict[str, Any] = {}
     _reset_peak_memory(device)
 
     forward.train()
     while state.step < total_steps:
         t0 = time.perf_counter()
-        for micro in range(layout.accumulation):
-            batch = next(batches, None)
-            if batch is None:  # the plan holds total_steps global batches; running dry is a bug
-                raise RuntimeError(f"the mixture stream ended at step {state.step} of {total_steps}")
-            ids = torch.as_tensor(batch["input_ids"]).to(device, torch.long, non_blocking=True)
-            seen += torch.bincount(torch.as_tensor(batch["domain"]).to(device, torch.long),
-                                   minlength=len(run.domains))
-            if causal:
-                inputs, labels = causal_batch(ids, tokens)
-            else:
-                gen = generator_for(device, cfg.seed, state.step, rank, micro)
-                inputs, labels = mlm_batch(ids, tokens, cfg.mlm_probability, gen)
-            # DDP all-reduces gradients only on the last micro-batch of the step.
-            sync = micro == layout.accumulation - 1 or not hasattr(forward, "no_sync")
-            with (contextlib.nullcontext() if sync else forward.no_sync()), autocast:
-                loss = forward(input_ids=inputs, labels=labels).loss / layout.accumulation
-            loss.backward()
-            window_loss += loss.detach()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        state.sequences += layout.global_sequences
-        window_steps += 1
-
+        _optimizer_step(cfg, model, forward, optimizer, scheduler, batches, tokens, layout, causal,
+                        state, worker.rank, seen, window, total_steps)
         evaluate_now = state.step in evals or state.step == total_steps
         stopping = stop_step and state.step >= stop_step and state.step < total_steps
         if not (evaluate_now or stopping or state.step % cfg.divergence_check_steps == 0):
-            window_time += time.perf_counter() - t0
+            window.seconds += time.perf_counter() - t0
             continue
         # The only host-device syncs of the loop: a finiteness check, agreed across workers.
-        diverged = _any_worker(~torch.isfinite(window_loss), device)
-        window_time += time.perf_counter() - t0
+        diverged = _any_worker(~torch.isfinite(window.loss), device)
+        window.seconds += time.perf_counter() - t0
         if not (evaluate_now or stopping or diverged):
             continue
 
-        train_loss = _mean_over_workers(window_loss, device) / max(1, window_steps)
-        tokens_per_s = window_steps * layout.global_tokens / max(window_time, 1e-9)
         seen_all = _sum_over_workers(seen, device) + state_seen
-        row = _row(cfg, run, state, layout, shape.non_embedding_params, train_loss,
+        row = _row(cfg, run, state, layout, shape.non_embedding_params,
+                   _mean_over_workers(window.loss, device) / max(1, window.steps),
                    scheduler.get_last_lr()[0], seen_all)
-        row.update(tokens_per_s=tokens_per_s,
-                   mfu=mfu(tokens_per_s, flops_per_token, peak, world),
+        tokens_per_s = window.steps * layout.global_tokens / max(window.seconds, 1e-9)
+        row.update(tokens_per_s=tokens_per_s, mfu=mfu(tokens_per_s, flops_per_token, peak, worker.world_size),
                    peak_mem_bytes=_peak_memory(device))
         if diverged:
             row.update({f"loss.{d}": float("nan") for d in run.domains}, loss=float("nan"),
                        status="diverged")
             report(row, None)  # a diverged state is not worth resuming
             return row
-        losses = evaluate(model, validation, run.domains, causal, tokens, cfg, layout, placement)
+        losses = evaluate(model, validation, run.domains, causal, tokens, cfg, layout, worker)
         row.update({f"loss.{d}": v for d, v in losses.items()},
                    loss=float(np.mean(list(losses.values()))),
                    status="completed" if state.step == total_steps else
@@ -158,22 +135,65 @@ def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: T
                               seen=[int(x) for x in seen_all])
         report(row, lambda d, s=snapshot: save_state(d, model, optimizer, scheduler, s))
         last_row = row
-        window_loss.zero_()
-        window_steps, window_time = 0, 0.0
+        window.reset()
         if stopping:
             break
     return last_row
 
 
+def _optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, no weight decay on biases and norms (1-D tensors), fused kernels on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             fused=device.type == "cuda")
+
+
+def _optimizer_step(cfg: TrainConfig, model: nn.Module, forward: nn.Module, optimizer: Any,
+                    scheduler: Any, batches: Iterator[Mapping[str, Any]], tokens: TokenIds,
+                    layout: BatchLayout, causal: bool, state: TrainState, rank: int,
+                    seen: torch.Tensor, window: _Window, total_steps: int) -> None:
+    """One optimizer step over `layout.accumulation` micro-batches (gradients accumulated)."""
+    device = seen.device
+    autocast = _autocast(cfg, device)
+    for micro in range(layout.accumulation):
+        batch = next(batches, None)
+        if batch is None:  # the plan holds total_steps global batches; running dry is a bug
+            raise RuntimeError(f"the mixture stream ended at step {state.step} of {total_steps}")
+        ids = torch.as_tensor(batch["input_ids"]).to(device, torch.long, non_blocking=True)
+        seen += torch.bincount(torch.as_tensor(batch["domain"]).to(device, torch.long),
+                               minlength=len(seen))
+        if causal:
+            inputs, labels = causal_batch(ids, tokens)
+        else:
+            gen = generator_for(device, cfg.seed, state.step, rank, micro)
+            inputs, labels = mlm_batch(ids, tokens, cfg.mlm_probability, gen)
+        # DDP all-reduces gradients only on the last micro-batch of the step.
+        sync = micro == layout.accumulation - 1 or not hasattr(forward, "no_sync")
+        with (contextlib.nullcontext() if sync else forward.no_sync()), autocast:
+            loss = forward(input_ids=inputs, labels=labels).loss / layout.accumulation
+        loss.backward()
+        window.loss += loss.detach()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.sequences += layout.global_sequences
+    window.steps += 1
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, validation: Mapping[str, np.ndarray], domains: tuple[str, ...],
              causal: bool, tokens: TokenIds, cfg: TrainConfig, layout: BatchLayout,
-             placement: Placement) -> dict[str, float]:
+             worker: Worker) -> dict[str, float]:
     """Validation cross-entropy (nats/token) per domain, averaged over tokens of all workers.
 
     Each worker scores every world_size-th sequence; masked-LM masks are fixed per domain and
     sequence chunk so every checkpoint is scored on the same positions."""
-    device, rank, world = placement.device, placement.rank, placement.world_size
+    device, rank, world = worker.device, worker.rank, worker.world_size
     was_training = model.training
     model.eval()
     sums = torch.zeros(len(domains), 2, dtype=torch.float64, device=device)

@@ -16,7 +16,7 @@ from torch import nn
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.train.config import BatchLayout, TrainConfig
-from autoscale_ray.train.loop import Placement, Report, RunInfo, train_proxy
+from autoscale_ray.train.loop import Report, RunInfo, Worker, train_proxy
 from autoscale_ray.train.models import model_spec
 from autoscale_ray.train.objective import TokenIds
 from autoscale_ray.train.state import read_position
@@ -89,7 +89,7 @@ def train_in_process(cfg: TrainConfig, corpus: Any, *, run_id: str, report: Repo
     return train_proxy(cfg, model=proxy.model, objective=proxy.objective, tokens=proxy.tokens,
                        batches=batches, validation=proxy.validation(), layout=proxy.layout,
                        total_steps=proxy.total_steps, run=proxy.run, report=report,
-                       placement=Placement(device or default_device(cfg)), resume_dir=resume_dir)
+                       worker=Worker(device or default_device(cfg)), resume_dir=resume_dir)
 
 
 def default_device(cfg: TrainConfig) -> torch.device:

@@ -19,7 +19,7 @@ import ray.train.torch
 import torch
 
 from autoscale_ray.train.config import TrainConfig
-from autoscale_ray.train.loop import Placement, train_proxy
+from autoscale_ray.train.loop import Worker, train_proxy
 from autoscale_ray.train.proxy import setup_proxy, start_position
 
 
@@ -67,7 +67,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
         train_proxy(cfg, model=proxy.model, objective=proxy.objective, tokens=proxy.tokens,
                     batches=batches, validation=proxy.validation(), layout=proxy.layout,
                     total_steps=proxy.total_steps, run=proxy.run, report=report,
-                    placement=Placement(device=device, rank=rank, world_size=world,
-                                        wrap=ray.train.torch.prepare_model),
+                    worker=Worker(device=device, rank=rank, world_size=world,
+                                   wrap=ray.train.torch.prepare_model),
                     resume_dir=resume_dir)
     return rows
