@@ -19,7 +19,7 @@ from typing import Sequence
 from autoscale_ray.errors import BadInput, Interrupted, redact
 from autoscale_ray.formatting import jsonable
 
-# Order of the verbs in --help; DESIGN.md "Command line".
+# Order of the verbs in --help (docs/architecture.md, "The command line").
 VERBS = ("run", "ddo", "project", "lr", "law", "regress", "report", "corpus")
 
 

@@ -39,14 +39,14 @@ def corpus_sources(cfg: ExperimentConfig) -> list:
                                     synthetic_corpus, synthetic_sources)
     from autoscale_ray.data.sources import check_sources, resolve_source
 
-    c = cfg.corpus
-    if c.kind == "embedded":
+    corpus = cfg.corpus
+    if corpus.kind == "embedded":
         return embedded_sources(build_embedded_corpus())
-    if c.kind == "synthetic":
-        sizes = dict(c.synthetic)
-        folder = "synthetic-text-" + "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
-        return synthetic_sources(synthetic_corpus(packed_root(cfg).parent / folder.rstrip("-"), **sizes))
-    sources = sources_from_config(c.domains, f"{cfg.source}: corpus.domains")
+    if corpus.kind == "synthetic":
+        sizes = dict(corpus.synthetic)
+        text = "synthetic-text-" + "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
+        return synthetic_sources(synthetic_corpus(packed_root(cfg).parent / text.rstrip("-"), **sizes))
+    sources = sources_from_config(corpus.domains, f"{cfg.source}: corpus.domains")
     check_sources(sources)
     for source in sources:
         resolve_source(source)
@@ -79,17 +79,17 @@ def packed_root(cfg: ExperimentConfig) -> Path:
     # packed corpora are keyed by their sources, tokenizer and seq_len: share them across runs
     from autoscale_ray.data.embedded import default_packed_dir
 
-    c = cfg.corpus
-    return Path(c.cache_dir).expanduser() if c.cache_dir else default_packed_dir()
+    corpus = cfg.corpus
+    return Path(corpus.cache_dir).expanduser() if corpus.cache_dir else default_packed_dir()
 
 
 def prepare(cfg: ExperimentConfig, sources: list):
     """The packed corpus of the config (built once, then read from the cache)."""
     from autoscale_ray.data import prepare_corpus
 
-    c = cfg.corpus
-    return prepare_corpus(sources, packed_root(cfg), seq_len=c.seq_len, tokenizer=c.tokenizer,
-                          val_tokens=c.val_tokens)
+    corpus = cfg.corpus
+    return prepare_corpus(sources, packed_root(cfg), seq_len=corpus.seq_len, tokenizer=corpus.tokenizer,
+                          val_tokens=corpus.val_tokens)
 
 
 def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, float]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.atomic import atomic_path, write_text
+from autoscale_ray.search import layout
 from autoscale_ray.errors import BadInput
 from autoscale_ray.runs import read_runs
 from autoscale_ray.formatting import format_table
@@ -143,19 +144,20 @@ def read_recommendation(path: Path) -> dict[str, Any]:
     return rec
 
 
-def write_report(out: str | Path, name: str | None = None) -> Path:
-    """Write `report.md` and its plots into `out` from `runs.parquet` and `recommendation.json`;
+def write_report(folder: str | Path, name: str | None = None) -> Path:
+    """Write `report.md` and its plots into `folder` from `runs.parquet` and `recommendation.json`;
     `name` titles it (default: the folder's name)."""
-    out = Path(out)
-    rec_path, runs_path = out / "recommendation.json", out / "runs.parquet"
+    out = Path(folder)
+    rec_path, runs_path = out / layout.RECOMMENDATION, out / layout.RUNS
     for p in (rec_path, runs_path):
         if not p.exists():
             raise BadInput("not a finished search folder (missing file)", str(p),
                            "give the --out folder of `autoscale-ray run`")
     rec = read_recommendation(rec_path)
     frame = read_runs(runs_path).frame  # both read and checked before any plot is written
-    plots = [plot_loss_curves(frame, out / "loss_curves.png"), plot_lr_law(frame, rec, out / "lr_law.png"),
-             plot_mixtures(rec, out / "mixtures.png"), plot_responses(frame, rec, out / "responses.png")]
+    curves, lr_law, mixtures, responses = (out / plot for plot in layout.PLOTS)
+    plots = [plot_loss_curves(frame, curves), plot_lr_law(frame, rec, lr_law),
+             plot_mixtures(rec, mixtures), plot_responses(frame, rec, responses)]
     ev = rec["evidence"]
     optima = ev["probe_optima"]
     rows = [[d, *[optima[b]["weights"][d] for b in optima], w,
@@ -183,5 +185,5 @@ def write_report(out: str | Path, name: str | None = None) -> Path:
     if ev.get("notes"):
         lines += ["## Warnings", "", *[f"- {n}" for n in ev["notes"]], ""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p]
-    write_text(out / "report.md", "\n".join(lines) + "\n")
-    return out / "report.md"
+    write_text(out / layout.REPORT, "\n".join(lines) + "\n")
+    return out / layout.REPORT

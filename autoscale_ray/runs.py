@@ -1,6 +1,6 @@
 """The runs table: one row per evaluation (a run at one checkpoint), read, validated and written.
 
-Columns (DESIGN.md, "The runs table"): `run_id` and `tokens` required; `budget` (default: the run's
+Columns (docs/architecture.md, "The runs table"): `run_id` and `tokens` required; `budget` (default: the run's
 largest `tokens`), `params`, `lr`, `w.<domain>` (normalised to sum 1 on read), `loss.<domain>`,
 `loss` (default: mean of the `loss.<domain>` columns, or weighted by an eval mixture), and the
 optional `seed`, `stage`, `status`. Rows whose `status` is `failed` or `diverged` are dropped with

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ray.tune.search import Searcher
 
-from autoscale_ray.search.design import TrialSpec
+from autoscale_ray.search.specs import TrialSpec
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
 from autoscale_ray.laws.regmix_sampler import (REGMIX_STRENGTHS, REGMIX_TEMPERATURE,

@@ -5,7 +5,7 @@ are complete, what comes next. `DDOSearcher` is the thin Tune adapter around it,
 `OptunaSearch`: `suggest` asks the plan, `on_trial_complete` tells it, `save`/`restore` persist it.
 All math is asked of a predictor (`autoscale_ray.predictor.Predictor`, a named Ray actor in a search).
 
-Stages (DESIGN.md "The pipeline"), pipelined per probe budget so trial slots stay busy:
+Stages (docs/architecture.md, "The pipeline"), pipelined per probe budget so trial slots stay busy:
   lr      at each probe budget N_k, a sweep of peak LRs on the base mixture;
   ddo     once N_k's sweep is in: the 2m+1 perturbation runs at N_k, at LR*(budget) from the LR law;
   verify  once N_k's DDO runs are in: optionally one run at the DDO optimum of N_k;
@@ -31,7 +31,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ray.tune.search import Searcher
 
 from autoscale_ray.search.layout import read_done, write_done
-from autoscale_ray.search.design import TrialSpec, ddo_perturbations, lr_sweep
+from autoscale_ray.search.specs import TrialSpec, ddo_perturbations, lr_sweep
 from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
 from autoscale_ray.searchers.persist import PickledState

@@ -1,6 +1,6 @@
 """The search, in the order data flows (the Tune searchers themselves are in searchers/):
 
-- `design.py`: the trials each stage asks for (`TrialSpec`: LR sweeps, DDO perturbations).
+- `specs.py`: the trials each stage asks for (`TrialSpec`: LR sweeps, DDO perturbations).
 - `contract.py`: what every trial of a search shares (`TrialContract`), built once from the config.
 - `trial.py`: the Tune trainable: one suggestion + the contract -> one proxy run (`ProxyJob`).
 - `progress.py`: progress lines and progress.json (a Tune callback).

@@ -51,30 +51,30 @@ def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
     """What Tune reserves per trial: the proxy's CPUs and GPU share when it trains in the trial's
     process (a fraction packs several tiny proxies on one GPU); its driver's CPUs only when it runs
     on Ray Train, whose workers reserve their own GPUs."""
-    r = cfg.resources
-    if in_process(cfg) and r.gpus_per_trial > 0:
-        return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
-    return {"cpu": r.cpus_per_trial}
+    resources = cfg.resources
+    if in_process(cfg) and resources.gpus_per_trial > 0:
+        return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    return {"cpu": resources.cpus_per_trial}
 
 
 def in_process(cfg: ExperimentConfig) -> bool:
-    r = cfg.resources
-    if r.in_process != "auto":
-        return r.in_process == "always"
+    resources = cfg.resources
+    if resources.in_process != "auto":
+        return resources.in_process == "always"
     single = int(cfg.train.get("num_workers", 1)) <= 1
-    tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and r.gpus_per_trial == 0
-    return single and (tiny_cpu or r.trials_per_gpu > 0 or 0 < r.gpus_per_trial < 1)
+    tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and resources.gpus_per_trial == 0
+    return single and (tiny_cpu or resources.trials_per_gpu > 0 or 0 < resources.gpus_per_trial < 1)
 
 
 def build_contract(cfg: ExperimentConfig, corpus_root: Path, store: Store) -> TrialContract:
     """The contract of a search whose packed corpus is `corpus_root` and output store `store`
     (on object storage the corpus is uploaded there once, for nodes without it)."""
-    r = cfg.resources
+    resources = cfg.resources
     workers = max(1, int(cfg.train.get("num_workers", 1)))
     return TrialContract(
         train=dict(cfg.train), corpus_dir=str(corpus_root),
         corpus_uri=layout.share_corpus(store, corpus_root), output=store.location,
         train_storage=layout.train_storage(store), in_process=in_process(cfg),
-        use_gpu=r.gpus_per_trial > 0, cpus_per_worker=max(r.cpus_per_trial / 2, 0.25),
-        gpus_per_worker=r.gpus_per_trial / workers if r.gpus_per_trial > 0 else 0.0,
+        use_gpu=resources.gpus_per_trial > 0, cpus_per_worker=max(resources.cpus_per_trial / 2, 0.25),
+        gpus_per_worker=resources.gpus_per_trial / workers if resources.gpus_per_trial > 0 else 0.0,
         resources=trial_resources(cfg))

@@ -1,4 +1,4 @@
-"""Trial designs of the search: which proxy runs each stage asks for (pure, no Ray).
+"""Trial specs of the search: which proxy runs each stage asks for (pure, no Ray).
 
 A `TrialSpec` is one proxy pretraining run: (stage, budget, mixture weights, peak LR, seed). Its
 `key` is stable across restarts, so a resumed search can tell finished trials from missing ones.
