@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from autoscale_ray.fits import ddo as fits_ddo
 from autoscale_ray.fits.ddo import AMBIGUITY_WARN, ddo
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.output import finite_number
+from autoscale_ray.verbs.arguments import finite_number, verb_parser
 
 
 def human(mix: Mixture) -> str:
@@ -33,13 +34,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "ddo", help="DDO optimum mixture from the perturbation runs of one budget",
-        description="Direct Data Optimization (AutoScale, Kang et al. 2024): from a base run and, "
-                    "per domain, runs with its token quantity scaled down and up, fit "
-                    "y = sum_i (x_i + a_i)^(-b_i) + c_i to the normalised objective and minimise it "
-                    "at the base budget. Prints a mixture object that `project` reads.")
-    p.add_argument("runs", metavar="RUNS", help="runs table (CSV/Parquet) with w.<domain> columns")
+    p = verb_parser(subparsers, "ddo", _run,
+                    "DDO optimum mixture from the perturbation runs of one budget",
+                    fits_ddo, runs="runs table (CSV/Parquet) with w.<domain> columns")
     p.add_argument("--base", metavar="ID", help="run_id of the base run (default: found)")
     p.add_argument("--metric", default="mean-loss",
                    help="objective: mean-loss (default), mean-ppl (the paper's) or a column name")
@@ -51,5 +48,3 @@ def register(subparsers: Any) -> None:
                    help="lower bound on each domain's multiple of its base quantity (default 0.2)")
     p.add_argument("--average-duplicates", action="store_true",
                    help="average repeated evaluations of a run at the same tokens")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_run)

@@ -9,7 +9,7 @@ from autoscale_ray.fits import law as fits_law
 from autoscale_ray.fits.law import NAMES, law
 from autoscale_ray.laws.loss_law import FORM_ND
 from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.output import finite_number
+from autoscale_ray.verbs.arguments import finite_number, verb_parser
 
 
 def _text(obj: dict[str, Any]) -> str:
@@ -40,10 +40,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "law", help="fit L(N, D) (or L(D)) to all checkpoints; ARE on the largest model",
-        description=fits_law.__doc__.split("\n\n", 1)[1])
-    p.add_argument("runs", metavar="RUNS", help="runs table (.csv or .parquet)")
+    p = verb_parser(subparsers, "law", _run,
+                    "fit L(N, D) (or L(D)) to all checkpoints; ARE on the largest model",
+                    fits_law, runs="runs table (.csv or .parquet)")
     p.add_argument("--min-tokens", type=finite_number, default=None, metavar="X",
                    help="drop checkpoints before X tokens (X >= 1) or before the fraction X of "
                         "each run's budget (X < 1)")
@@ -56,5 +55,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--average-duplicates", action="store_true",
                    help="average repeated evaluations of a run at the same tokens")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_run)

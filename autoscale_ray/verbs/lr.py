@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from autoscale_ray.fits import lr as fits_lr
 from autoscale_ray.fits.lr import lr_law
 from autoscale_ray.laws.lr_horizon import DEFAULT_WINDOW
 from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.output import finite_number, parse_tokens
+from autoscale_ray.verbs.arguments import finite_number, parse_tokens, verb_parser
 
 
 def human(obj: dict[str, Any]) -> str:
@@ -33,13 +34,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "lr", help="per-horizon optimal LR and the LR*(D) = B D^-beta law",
-        description="Fit final loss vs log(LR) with a quadratic at each horizon (a run's budget), "
-                    "then LR*(D) = B * D^(-beta) across horizons (Bjorck et al. 2024), and predict "
-                    "LR* at the target horizon with an interval. Horizons whose best LR sits at the "
-                    "edge of the LR grid are reported and left out unless --include-edge.")
-    p.add_argument("runs", metavar="RUNS", help="runs table (CSV/Parquet) with lr, loss, budget")
+    p = verb_parser(subparsers, "lr", _run,
+                    "per-horizon optimal LR and the LR*(D) = B D^-beta law",
+                    fits_lr, runs="runs table (CSV/Parquet) with lr, loss, budget")
     p.add_argument("--target-tokens", required=True, type=parse_tokens, metavar="T",
                    help="target horizon in tokens (e.g. 2e11 or 200B)")
     p.add_argument("--include-edge", action="store_true",
@@ -48,5 +45,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                    help="grid LRs each side of the best one used in each quadratic; 0 = all "
                         f"(default {DEFAULT_WINDOW})")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_run)

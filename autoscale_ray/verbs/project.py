@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from autoscale_ray.fits import project as fits_project
 from autoscale_ray.fits.project import project
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.output import finite_number, parse_tokens
+from autoscale_ray.verbs.arguments import finite_number, parse_tokens, verb_parser
 
 
 def human(mix: Mixture) -> str:
@@ -29,15 +30,11 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "project", help="AutoScale projection of optimal mixtures to a target budget",
-        description="From DDO optima at two or more budgets, N_i(k) = N_i(1) r_i^(k-1) "
-                    "(AutoScale, Kang et al. 2024) solved for the exponent that reaches the target "
-                    "budget; three or more sources are fitted by least squares on a shared scale.")
+    p = verb_parser(subparsers, "project", _run,
+                    "AutoScale projection of optimal mixtures to a target budget",
+                    fits_project)
     p.add_argument("mixtures", nargs="+", metavar="MIX.json", help="mixture files (two or more)")
     p.add_argument("--target-tokens", required=True, type=parse_tokens, metavar="T",
                    help="target budget in tokens (e.g. 2e11 or 200B)")
     p.add_argument("--min-weight", type=finite_number, default=0.0, metavar="W",
                    help="floor on every projected weight, the rest renormalised (default 0: none)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_run)

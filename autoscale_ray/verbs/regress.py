@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from autoscale_ray.fits import regress as fits_regress
 from autoscale_ray.fits.regress import CV_FOLDS, regress
 from autoscale_ray.formatting import format_table
+from autoscale_ray.verbs.arguments import verb_parser
 
 
 def human(obj: dict[str, Any]) -> str:
@@ -36,12 +38,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "regress", help="regression baseline (RegMix-style): predict a target from mixture weights",
-        description="Fit ridge regression of a target column on the runs' mixture weights "
-                    "(features [w, log(w + eps)], penalty by leave-one-out CV), predict it for "
-                    "the mixtures of MIXES, and optionally search RegMix's best mixture.")
-    p.add_argument("runs", metavar="RUNS", help="runs table (CSV/Parquet) with w.<domain> columns")
+    p = verb_parser(subparsers, "regress", _run,
+                    "regression baseline (RegMix-style): predict a target from mixture weights",
+                    fits_regress, runs="runs table (CSV/Parquet) with w.<domain> columns")
     p.add_argument("--target", required=True, metavar="COL",
                    help="column to predict: loss, loss.<domain>, or any numeric column")
     p.add_argument("--predict", metavar="MIXES",
@@ -50,5 +49,3 @@ def register(subparsers: Any) -> None:
                    help="Dirichlet samples for RegMix's mixture search (RegMix: 100000; 0: none)")
     p.add_argument("--top-k", type=int, default=128, help="samples averaged by the search")
     p.add_argument("--seed", type=int, default=0, help="seed of the CV folds and the search")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_run)

@@ -1,9 +1,12 @@
-"""argparse types shared by the verbs: token counts (`20B`) and finite numbers."""
+"""What the verbs' parsers share: the sub-command with its RUNS table and --json, token counts
+(`20B`) and finite numbers."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from types import ModuleType
+from typing import Any, Callable
 
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -31,3 +34,17 @@ def finite_number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def verb_parser(subparsers: Any, name: str, func: Callable[[argparse.Namespace], Any], help: str,
+                about: ModuleType, runs: str | None = None) -> argparse.ArgumentParser:
+    """The verb's sub-command: `func(args) -> (json_object, human_text)`, `--json`, the runs table
+    argument RUNS when `runs` describes it; its description is the docstring of `about` (the
+    library module the verb calls) after the first line."""
+    description = " ".join((about.__doc__ or "").split("\n\n", 1)[-1].split())
+    parser = subparsers.add_parser(name, help=help, description=description)
+    if runs is not None:
+        parser.add_argument("runs", metavar="RUNS", help=runs)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(func=func)
+    return parser
