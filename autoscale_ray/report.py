@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.atomic import atomic_path, write_text
-from autoscale_ray.search import layout
 from autoscale_ray.errors import BadInput
-from autoscale_ray.runs import read_runs
 from autoscale_ray.formatting import format_table
+from autoscale_ray.runs import read_runs
+from autoscale_ray.search import layout
+from autoscale_ray.storage import Store, is_uri
 
 
 def _save(fig, path: Path) -> str:
@@ -187,3 +189,24 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p]
     write_text(out / layout.REPORT, "\n".join(lines) + "\n")
     return out / layout.REPORT
+
+
+def rebuild_report(location: str) -> str:
+    """Rebuild the report of a finished search folder or URI in place; returns where it went. On
+    object storage the report is built in a local folder from the two inputs, then uploaded."""
+    if not is_uri(location):
+        return str(write_report(location))
+    store = Store(location)
+    inputs = (layout.RUNS, layout.RECOMMENDATION)
+    missing = [name for name in inputs if not store.exists(name)]
+    if missing:
+        raise BadInput(f"not a finished search folder (no {', '.join(missing)})", location,
+                       "give the --out URI of `autoscale-ray run`")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in inputs:
+            (Path(tmp) / name).write_bytes(store.read_bytes(name))
+        write_report(tmp, store.location.rsplit("/", 1)[-1])
+        for name in inputs:
+            (Path(tmp) / name).unlink(missing_ok=True)
+        store.upload(tmp)
+    return store.uri(layout.REPORT)

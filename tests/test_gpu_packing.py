@@ -71,9 +71,17 @@ def test_ray_packs_fractional_trials_on_one_gpu(tmp_path: Path, per_gpu: int, ex
     import ray
     from ray import tune
 
+    started = tmp_path / "started"
+    started.mkdir()
+
     def record(config: dict) -> None:  # defined here so Ray pickles it by value
         began = time.time()
-        time.sleep(3.0)
+        (started / str(config["i"])).touch()
+        # hold the slot until all 4 trials run (packed) or 10 s pass (one by one): a loaded
+        # machine that starts trial actors slowly cannot make packed trials look sequential
+        while len(list(started.iterdir())) < 4 and time.time() - began < 10.0:
+            time.sleep(0.1)
+        time.sleep(0.5)
         tune.report({"began": began, "ended": time.time(),
                      "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
 

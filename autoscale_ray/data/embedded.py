@@ -32,7 +32,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from autoscale_ray.atomic import write_json, write_text
 from autoscale_ray.data.sources import DomainSource
@@ -235,3 +235,13 @@ def embedded_sources(corpus_dir: str | Path | None = None) -> list[DomainSource]
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     return [DomainSource(name, tuple(str(root / p) for p in d["paths"]), d.get("format", "auto"),
                          d.get("text_column", "text")) for name, d in spec.items()]
+
+
+def describe_embedded_corpus(out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Build (or find cached) the embedded corpus; returns its folder, key and per-domain sizes."""
+    root = build_embedded_corpus(out, force=force)
+    prov = json.loads((root / "provenance.json").read_text(encoding="utf-8"))
+    return {"path": str(root), "key": prov["key"],
+            "domains": {name: {"documents": d["documents"], "bytes": d["bytes"],
+                               "description": d["description"]}
+                        for name, d in prov["domains"].items()}}

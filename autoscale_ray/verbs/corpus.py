@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
+from autoscale_ray.data.embedded import describe_embedded_corpus
 from autoscale_ray.formatting import format_table
 
 
-def corpus_build(out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Build (or find cached) the embedded corpus; returns its folder and per-domain sizes."""
-    from autoscale_ray.data.embedded import build_embedded_corpus
-
-    root = build_embedded_corpus(out, force=force)
-    prov = json.loads((root / "provenance.json").read_text(encoding="utf-8"))
-    return {"path": str(root), "key": prov["key"],
-            "domains": {name: {"documents": d["documents"], "bytes": d["bytes"],
-                               "description": d["description"]}
-                        for name, d in prov["domains"].items()}}
-
-
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    obj = corpus_build(args.out, force=args.force)
+    obj = describe_embedded_corpus(args.out, force=args.force)
     rows = [(name, d["documents"], d["bytes"], d["description"]) for name, d in obj["domains"].items()]
     text = (f"embedded corpus: {obj['path']}\n"
             + format_table(["domain", "documents", "bytes", "text"], rows)
