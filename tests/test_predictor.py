@@ -30,10 +30,12 @@ def oracle(spec, n_evals: int = 6) -> list[dict]:
     return rows
 
 
-def run_search(probes, target):
+def run_search(probes, target, predictor_design: dict | None = None, **design):
+    """The plan and the predictor on the oracle; `design` (design, down, up) goes to both, or
+    `predictor_design` to the predictor alone."""
     cfg = PlanConfig(probes=probes, base_weights={d: 1 / 3 for d in DOMAINS}, target=target,
-                     lrs=log_grid(LR_B * probes[0] ** -LR_BETA, 5, 2.0))
-    pred = Predictor(DOMAINS, target, probes=probes)
+                     lrs=log_grid(LR_B * probes[0] ** -LR_BETA, 5, 2.0), **design)
+    pred = Predictor(DOMAINS, target, probes=probes, **(design if predictor_design is None else predictor_design))
     plan = DDOPlan(cfg)
     plan.start()
     n = 0
@@ -83,3 +85,25 @@ def test_true_constrained_optimum_is_approached() -> None:
     best = grid[np.argmin(losses)]
     got = np.array([plan.results["ddo"][probe]["weights"][d] for d in DOMAINS])
     np.testing.assert_allclose(got, best, atol=0.06)
+
+
+@pytest.mark.parametrize("design", [{"design": "fixed-total", "down": 0.5, "up": 2.0},
+                                    {"design": "fixed-others", "down": 0.25, "up": 4.0}])
+def test_the_predictor_fits_the_configured_design(design: dict) -> None:
+    """The search tells the predictor its DDO design and factors; the fit uses them as given."""
+    plan, pred = run_search([20_000, 80_000], 1_280_000, **design)
+    for probe in (20_000, 80_000):
+        optimum = plan.results["ddo"][probe]
+        assert optimum["design"] == design["design"]
+        factors = sorted({p["factor"] for p in optimum["perturbations"].values()})
+        assert factors == pytest.approx([design["down"], design["up"]], rel=1e-6)
+
+
+def test_a_design_the_runs_do_not_follow_is_not_silently_redetected() -> None:
+    """Told fixed-others with factors 0.2/3 while the runs follow fixed-total 0.5/2, the fit does
+    not guess another design: the probes cannot be fitted, and the search says so."""
+    plan, pred = run_search([20_000, 80_000], 1_280_000, design="fixed-total", down=0.5, up=2.0,
+                            predictor_design={"design": "fixed-others", "down": 0.2, "up": 3.0})
+    assert not any(plan.results["ddo"].values()) and "recommendation" not in plan.results
+    assert any("not a DDO perturbation design" in n and "(fixed-others)" in n for n in pred.notes)
+    assert Predictor(DOMAINS, 1, probes=[1]).design == "auto"  # standalone use still detects
