@@ -119,13 +119,13 @@ class Predictor:
         if f.empty:
             return []
         final = self._table(f, "lr sweep").final()
-        out = []
+        horizons = []
         for horizon, sel in final.groupby("budget"):
             if sel["lr"].nunique() >= 3:
                 fit = fit_horizon(sel["lr"].to_numpy(float), sel["loss"].to_numpy(float), float(horizon))
-                out.append({"tokens": float(horizon), "lr_star": fit.lr_star, "used": fit.used,
+                horizons.append({"tokens": float(horizon), "lr_star": fit.lr_star, "used": fit.used,
                             "reason": fit.reason, "n_lrs": fit.n_lrs})
-        return out
+        return horizons
 
     def ddo_optimum(self, probe: int) -> dict[str, Any]:
         f = self.frame("ddo", probe)
@@ -149,7 +149,7 @@ class Predictor:
         f = self.frame(source)
         if source == "ddo":
             f = f[f["key"].str.endswith("/base")]
-        out: dict[str, Any] = {"source": source, "runs": sorted(f["key"].unique()) if len(f) else []}
+        expected: dict[str, Any] = {"source": source, "runs": sorted(f["key"].unique()) if len(f) else []}
         losses = {}
         for d in self.domains:
             col = LOSS_PREFIX + d
@@ -161,8 +161,8 @@ class Predictor:
                 losses[d] = float(law.predict(None, tokens))
             except BadInput as exc:
                 self._note(f"L(D) for {d} not fitted: {exc}")
-        out["per_domain"] = losses
-        return out
+        expected["per_domain"] = losses
+        return expected
 
     def recommendation(self) -> dict[str, Any]:
         for p in self.probes:

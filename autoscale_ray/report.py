@@ -149,15 +149,15 @@ def read_recommendation(path: Path) -> dict[str, Any]:
 def write_report(folder: str | Path, name: str | None = None) -> Path:
     """Write `report.md` and its plots into `folder` from `runs.parquet` and `recommendation.json`;
     `name` titles it (default: the folder's name)."""
-    out = Path(folder)
-    rec_path, runs_path = out / layout.RECOMMENDATION, out / layout.RUNS
+    root = Path(folder)
+    rec_path, runs_path = root / layout.RECOMMENDATION, root / layout.RUNS
     for p in (rec_path, runs_path):
         if not p.exists():
             raise BadInput("not a finished search folder (missing file)", str(p),
                            "give the --out folder of `autoscale-ray run`")
     rec = read_recommendation(rec_path)
     frame = read_runs(runs_path).frame  # both read and checked before any plot is written
-    curves, lr_law, mixtures, responses = (out / plot for plot in layout.PLOTS)
+    curves, lr_law, mixtures, responses = (root / plot for plot in layout.PLOTS)
     plots = [plot_loss_curves(frame, curves), plot_lr_law(frame, rec, lr_law),
              plot_mixtures(rec, mixtures), plot_responses(frame, rec, responses)]
     ev = rec["evidence"]
@@ -170,7 +170,7 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     lo, hi = rec.get("lr_interval") or [None, None]
     util = ev.get("utilisation", {})
     lines = [
-        f"# autoscale-ray report: {name or out.name}", "",
+        f"# autoscale-ray report: {name or root.name}", "",
         f"Recommendation for a {float(rec['tokens']):.4g}-token run "
         f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
         "```", format_table(headers, rows), "```", "",
@@ -187,8 +187,8 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     if ev.get("notes"):
         lines += ["## Warnings", "", *[f"- {n}" for n in ev["notes"]], ""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p]
-    write_text(out / layout.REPORT, "\n".join(lines) + "\n")
-    return out / layout.REPORT
+    write_text(root / layout.REPORT, "\n".join(lines) + "\n")
+    return root / layout.REPORT
 
 
 def rebuild_report(location: str) -> str:

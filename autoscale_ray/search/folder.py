@@ -85,13 +85,13 @@ def check_location(store: Store, sources: Sequence[Any] = ()) -> None:
     """Refuse, before anything is written, an output the search cannot or must not write."""
     if not store.local:
         return
-    out = Path(store.path).resolve()
+    target = Path(store.path).resolve()
     where = f"--out {store.location}"
-    if out == Path(out.anchor) or out == Path.home().resolve():
+    if target == Path(target.anchor) or target == Path.home().resolve():
         raise BadInput("is the filesystem root or your home folder", where, "give a folder for this search")
-    if any(_inside(out, Path(p)) for p in PSEUDO_FILESYSTEMS):
+    if any(_inside(target, Path(p)) for p in PSEUDO_FILESYSTEMS):
         raise BadInput("is on a system pseudo-filesystem", where, "give a folder on a real disk")
-    existing = out
+    existing = target
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
@@ -99,7 +99,7 @@ def check_location(store: Store, sources: Sequence[Any] = ()) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise BadInput(f"`{existing}` is not writable", where, "give a folder you can write to")
     for folder, recursive in _source_folders(sources):
-        if out == folder or (recursive and _inside(out, folder)) or _inside(folder, out):
+        if target == folder or (recursive and _inside(target, folder)) or _inside(folder, target):
             raise BadInput(f"overlaps the corpus folder `{folder}` (a later run would train on the "
                            "search's own outputs)", where, "put the output outside the data folders")
 
