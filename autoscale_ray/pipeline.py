@@ -93,18 +93,18 @@ def prepare(cfg: ExperimentConfig, sources: list):
 
 
 def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, float]:
+    from autoscale_ray.checks import as_text, check_known, normalised, weight_vector
+    from autoscale_ray.laws.checks import on_simplex
+
     given = cfg.search.base_weights
     if not given:
         return {d: 1.0 / len(domains) for d in domains}
-    unknown = sorted(set(given) - set(domains))
-    if unknown:
-        raise BadInput(f"base_weights name unknown domain(s) {', '.join(unknown)}",
-                       f"{cfg.source}: search.base_weights", f"the corpus has: {', '.join(domains)}")
-    total = sum(float(given.get(d, 0.0)) for d in domains)
-    if any(float(given.get(d, 0.0)) <= 0 for d in domains) or total <= 0:
-        raise BadInput("every domain needs a positive base weight (DDO perturbs each one)",
-                       f"{cfg.source}: search.base_weights")
-    return {d: float(given[d]) / total for d in domains}
+    where = f"{cfg.source}: search.base_weights"
+    check_known(sorted(given), domains, where, what="base_weights name unknown domain(s)",
+                fix="the corpus has:", show=as_text)
+    if not on_simplex(weight_vector(given, domains), positive=True):
+        raise BadInput("every domain needs a positive base weight (DDO perturbs each one)", where)
+    return normalised({d: float(given[d]) for d in domains})
 
 
 def _quiet_ray() -> None:
