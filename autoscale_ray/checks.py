@@ -70,7 +70,9 @@ def number(value: Any, where: str, spec: Number = Number()) -> float | int:
                        "check the units (tokens, not billions of tokens) and the exponent")
     if spec.least is not None and parsed < spec.least:
         raise BadInput(f"{short(value)} is not a {kind} >= {spec.least:g}", where)
-    return int(parsed) if spec.whole else parsed
+    if spec.whole:  # an int stays exact (a float holds whole numbers only up to 2**53)
+        return int(value) if isinstance(value, int) else int(parsed)
+    return parsed
 
 
 def check_bool(value: Any, where: str, *, label: str = "", fix: str = BOOL_FIX) -> bool:

@@ -89,6 +89,13 @@ class RunsTable:
         return values
 
 
+def require_weight_columns(domains: Sequence[str], source: str,
+                           fix: str = "add one `w.<domain>` column per training domain") -> None:
+    """A table that a mixture fit reads has `w.<domain>` columns."""
+    if not domains:
+        raise BadInput("no mixture-weight columns `w.<domain>`", source, fix)
+
+
 def _where(source: str, row: int, column: str) -> str:
     return f"{source}, row {row + 1}, column `{column}`"
 
@@ -248,9 +255,7 @@ def _required_columns(frame: pd.DataFrame, require: Sequence[str], domains: Sequ
     required = ["tokens"]
     for need in require:
         if need == "weights":
-            if not domains:
-                raise BadInput("no mixture-weight columns `w.<domain>`", source,
-                               "add one `w.<domain>` column per training domain")
+            require_weight_columns(domains, source)
             required += [WEIGHT_PREFIX + d for d in domains]
         elif need == "loss":
             if "loss" not in frame.columns and not loss_domains:

@@ -22,7 +22,7 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.checks import not_a_weight, simplex_rows
 from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs
+from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs, require_weight_columns
 
 log = logging.getLogger("autoscale_ray")
 
@@ -46,9 +46,7 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
         raise BadInput(f"cannot parse {fmt}: {first}", str(path), f"write a valid {fmt} table") from None
     frame = table.to_pandas()
     have = [str(c)[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX)]
-    if not have:
-        raise BadInput("no mixture-weight columns `w.<domain>`", str(path),
-                       f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
+    require_weight_columns(have, str(path), f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
     missing = [d for d in domains if d not in have]
     if missing:
         raise BadInput(f"no column `{WEIGHT_PREFIX}{missing[0]}`, a domain of the runs table "
@@ -82,9 +80,7 @@ def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | Non
         table = runs
     else:
         table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"])
-    if not table.domains:
-        raise BadInput("no mixture-weight columns `w.<domain>`", table.source,
-                       "add one `w.<domain>` column per training domain")
+    require_weight_columns(table.domains, table.source)
     final = table.final()
     y = table.objective(target, frame=final)
     w = table.weights(final)
