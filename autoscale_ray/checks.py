@@ -140,7 +140,7 @@ def mixture_weights(weights: Any, where: str) -> dict[str, float]:
     return normalised(out)
 
 
-def not_a_weight(weights: Mapping[str, float]) -> str | None:
+def first_bad_weight(weights: Mapping[str, float]) -> str | None:
     """The first domain whose weight is not a finite number >= 0, or None."""
     return next((d for d, w in weights.items() if not (math.isfinite(w) and w >= 0)), None)
 

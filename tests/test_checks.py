@@ -13,7 +13,7 @@ import pytest
 from autoscale_ray import checks
 from autoscale_ray.checks import (Flag, Number, as_list, as_number, as_text, check_bool, check_keys,
                                   check_known, check_mapping, is_whole, mixture_weights, normalised,
-                                  not_a_weight, number, weight_vector)
+                                  first_bad_weight, number, weight_vector)
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws import checks as law_checks
 from autoscale_ray.laws.checks import (first_cell, first_index, matrix, missing, negative, on_simplex,
@@ -127,9 +127,9 @@ def test_mixture_weights_refuses(weights, line) -> None:
 
 
 def test_weight_helpers() -> None:
-    assert not_a_weight({"a": 0.0, "b": 1.0}) is None
-    assert not_a_weight({"a": 1.0, "b": math.inf, "c": -1.0}) == "b"
-    assert not_a_weight({"a": -0.5}) == "a" and not_a_weight({"a": math.nan}) == "a"
+    assert first_bad_weight({"a": 0.0, "b": 1.0}) is None
+    assert first_bad_weight({"a": 1.0, "b": math.inf, "c": -1.0}) == "b"
+    assert first_bad_weight({"a": -0.5}) == "a" and first_bad_weight({"a": math.nan}) == "a"
     np.testing.assert_array_equal(weight_vector({"b": 2, "z": 9}, ["a", "b"]), [0.0, 2.0])
     assert normalised({"a": 1.0, "b": 3.0}) == {"a": 0.25, "b": 0.75}
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from autoscale_ray.checks import as_number, check_bool, check_mapping, is_whole, not_a_weight
+from autoscale_ray.checks import as_number, check_bool, check_mapping, first_bad_weight, is_whole
 from autoscale_ray.errors import BadInput, short
 
 SCHEDULES = ("cosine", "constant", "wsd")
@@ -126,7 +126,7 @@ class TrainConfig:
         if self.num_workers < 0 or self.eval_batches < 0 or self.stop_at_tokens < 0:
             raise BadInput("num_workers, eval_batches and stop_at_tokens must be >= 0", where,
                            "fix the execution settings")
-        bad_weight = not_a_weight(self.weights)
+        bad_weight = first_bad_weight(self.weights)
         if bad_weight is not None:
             raise BadInput(f"weight of domain {bad_weight!r} is {self.weights[bad_weight]}", where,
                            "give finite non-negative mixture weights")
