@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from autoscale_ray.checks import BOOL_FIX, Flag, Number, check_bool, check_keys, check_mapping, number
 from autoscale_ray.errors import BadInput, short
 from autoscale_ray.names import check_name
 from autoscale_ray.train.config import TrainConfig
@@ -100,141 +100,126 @@ class ExperimentConfig:
         return TrainConfig.from_mapping({**self.train, **per_trial}, f"{self.source}: train")
 
 
+TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path")
+CHOSEN = ("embedded", "synthetic", "domains")   # the corpus kinds; exactly one is given
+WHOLE = Number(positive=False, whole=True, least=1)
+COUNT = Number(positive=False, whole=True, least=0)  # a seed, a retry or seed count: 0 is fine
+TOKENS = Number(whole=True, most=MAX_TOKENS)
+SYNTHETIC_SPECS = {"docs_per_domain": Number(whole=True), "doc_chars": Number(whole=True),
+                   "seed": Number(positive=False, whole=True)}
+CORPUS_SPECS = {"seq_len": Number(whole=True, most=1 << 20), "val_tokens": TOKENS}
+SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number(),
+                "up": Number(most=1e3), "min_multiplier": Number(), "verify_probe": Flag(),
+                "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT}
+RESOURCE_SPECS = {"max_concurrent_trials": WHOLE, "cpus_per_trial": Number(most=1024),
+                  "gpus_per_trial": Number(positive=False, most=64), "trials_per_gpu": WHOLE,
+                  "max_failures": COUNT}
+
+
 def _section(obj: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
     value = obj.get(key)
     if value is None and not required:
         return {}
-    if not isinstance(value, Mapping):
-        raise BadInput(f"`{key}` must be a mapping, not {short(value)}", where, f"add a `{key}:` section")
-    return dict(value)
+    return check_mapping(value, where, f"`{key}` must be a mapping, not {short(value)}",
+                         f"add a `{key}:` section", empty=True)
 
 
-def _known(values: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise BadInput(f"unknown key(s) {', '.join(unknown)}", where, f"allowed: {', '.join(sorted(allowed))}")
-
-
-def _number(value: Any, where: str, *, positive: bool = True, integer: bool = False,
-            most: float | None = None) -> float:
-    """A finite number (YAML 1.1 reads `1e5` as a string: numeric strings are numbers); with
-    `integer`, a whole one: 0.4 is refused, never rounded."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    kind = ("positive " if positive else "") + ("whole number" if integer else "number")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0) or (integer and not float(value).is_integer()):
-        raise BadInput(f"{short(value)} is not a {kind}", where)
-    if most is not None and value > most:
-        raise BadInput(f"{value:g} is above the largest accepted value {most:g}", where,
-                       "check the units (tokens, not billions of tokens) and the exponent")
-    return int(value) if integer else float(value)
-
-
-def _whole(value: Any, where: str, least: int = 1) -> int:
-    n = _number(value, where, positive=False, integer=True)
-    if n < least:
-        raise BadInput(f"{short(value)} is not a whole number >= {least}", where)
-    return int(n)
-
-
-def _flag(value: Any, where: str) -> bool:
-    """Booleans are booleans: a quoted "no" or "false" is a string, and refused."""
-    if not isinstance(value, bool):
-        raise BadInput(f"{short(value)} is not a boolean", where, "write true or false (unquoted)")
-    return value
-
-
-def _dataclass_from(cls, values: Mapping[str, Any], where: str, convert: Mapping[str, Any]):
-    _known(values, {f.name for f in dataclasses.fields(cls)}, where)
-    return cls(**{k: convert.get(k, lambda v, w: v)(v, f"{where}.{k}") for k, v in values.items()})
+def _dataclass_from(cls: type, values: Mapping[str, Any], where: str, specs: Mapping[str, Number | Flag]):
+    """`cls(**values)`, each value checked by its spec (a key without one is kept as given)."""
+    check_keys(values, {f.name for f in dataclasses.fields(cls)}, where)
+    return cls(**{k: specs[k].check(v, f"{where}.{k}") if k in specs else v for k, v in values.items()})
 
 
 def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     """Validate a parsed YAML mapping."""
     if not isinstance(obj, Mapping):
         raise BadInput("the config must be a YAML mapping", source)
-    _known(obj, {"name", "corpus", "train", "search", "resources", "storage_path"}, source)
-
+    check_keys(obj, TOP_KEYS, source)
     name = check_name(obj.get("name", "autoscale"), f"{source}: name", "search name")
-    c = _section(obj, "corpus", source)
+    corpus = _corpus(_section(obj, "corpus", source), f"{source}: corpus")
+    train = _train(_section(obj, "train", source, required=False), f"{source}: train")
+    search = _search(_section(obj, "search", source), f"{source}: search")
+    resources = _resources(obj, source)
+    storage = _storage_path(obj.get("storage_path"), f"{source}: storage_path")
+    cfg = ExperimentConfig(name, corpus, train, search, resources, storage, source)
+    _check_smallest_trial(cfg)
+    return cfg
+
+
+def _corpus(c: dict[str, Any], where: str) -> CorpusSpec:
+    """One corpus kind; paths that are strings; a tokenizer file that loads; sizes in range."""
     for key in ("embedded", "synthetic"):  # `synthetic: "false"` must not select the synthetic corpus
-        if key in c and not isinstance(c[key], bool) and not (key == "synthetic" and isinstance(c[key], Mapping)):
-            raise BadInput(f"{key}: {short(c[key])} is not a boolean", f"{source}: corpus.{key}",
-                           "write true or false (unquoted)" + (", or a mapping of sizes" if key == "synthetic" else ""))
-    if "domains" in c and c["domains"] is not None and not isinstance(c["domains"], Mapping):
-        raise BadInput("`domains` must be a mapping {domain_name: {paths: [...]}}",
-                       f"{source}: corpus.domains", "write e.g. {web: {paths: [\"data/web/*.parquet\"]}}")
-    kinds = [k for k in ("embedded", "synthetic", "domains") if c.get(k)]
+        if key in c and not (key == "synthetic" and isinstance(c[key], Mapping)):
+            check_bool(c[key], f"{where}.{key}", label=f"{key}: ",
+                       fix=BOOL_FIX + (", or a mapping of sizes" if key == "synthetic" else ""))
+    if c.get("domains") is not None:
+        check_mapping(c["domains"], f"{where}.domains", "`domains` must be a mapping {domain_name: {paths: [...]}}",
+                      "write e.g. {web: {paths: [\"data/web/*.parquet\"]}}", empty=True)
+    kinds = [k for k in CHOSEN if c.get(k)]
     if len(kinds) != 1:
         raise BadInput("the corpus needs exactly one of `embedded: true`, `synthetic: true` or "
-                       "`domains: {name: {paths: [...]}}`", f"{source}: corpus")
-    rest = {k: v for k, v in c.items() if k not in ("embedded", "synthetic", "domains")}
+                       "`domains: {name: {paths: [...]}}`", where)
+    rest = {k: v for k, v in c.items() if k not in CHOSEN}
     for key in ("cache_dir", "tokenizer"):
         if key in rest and (not isinstance(rest[key], str) or not rest[key]):
-            raise BadInput(f"{key} {short(rest[key])} is not a path", f"{source}: corpus.{key}")
+            raise BadInput(f"{key} {short(rest[key])} is not a path", f"{where}.{key}")
     if rest.get("tokenizer", "byte") != "byte":
-        _check_tokenizer_file(rest["tokenizer"], f"{source}: corpus.tokenizer")
+        _check_tokenizer_file(rest["tokenizer"], f"{where}.tokenizer")
     synthetic = c.get("synthetic")
     if isinstance(synthetic, Mapping):  # size of the generated corpus
-        _known(synthetic, {"docs_per_domain", "doc_chars", "seed"}, f"{source}: corpus.synthetic")
-        rest["synthetic"] = {k: _number(v, f"{source}: corpus.synthetic.{k}", positive=k != "seed",
-                                        integer=True) for k, v in synthetic.items()}
-    corpus = _dataclass_from(CorpusSpec, {"kind": kinds[0], "domains": c.get("domains") or {}, **rest},
-                             f"{source}: corpus", {
-                                 "seq_len": lambda v, w: _number(v, w, integer=True, most=1 << 20),
-                                 "val_tokens": lambda v, w: _number(v, w, integer=True, most=MAX_TOKENS)})
+        check_keys(synthetic, SYNTHETIC_SPECS, f"{where}.synthetic")
+        rest["synthetic"] = {k: SYNTHETIC_SPECS[k].check(v, f"{where}.synthetic.{k}")
+                             for k, v in synthetic.items()}
+    return _dataclass_from(CorpusSpec, {"kind": kinds[0], "domains": c.get("domains") or {}, **rest},
+                           where, CORPUS_SPECS)
 
-    train = _section(obj, "train", source, required=False)
+
+def _train(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """A known model (a preset or a transformers config.json) and no key the search sets."""
     model = train.get("model", "gpt2-tiny")
     if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
         raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",
-                       f"{source}: train.model",
-                       f"use one of {', '.join(PRESETS)} or a transformers config.json path")
+                       f"{where}.model", f"use one of {', '.join(PRESETS)} or a transformers config.json path")
     if model not in PRESETS:
-        _check_model_file(model, f"{source}: train.model")
+        _check_model_file(model, f"{where}.model")
     owned = sorted(set(train) & set(SEARCH_OWNED))
     if owned:
-        raise BadInput(f"train.{owned[0]} is set by the search for each trial", f"{source}: train",
+        raise BadInput(f"train.{owned[0]} is set by the search for each trial", where,
                        "remove it (budgets and LRs go under `search:`)")
+    return train
 
-    s = _section(obj, "search", source)
+
+def _search(s: dict[str, Any], where: str) -> SearchSpec:
+    search = _dataclass_from(SearchSpec, _search_values(s, where), where, SEARCH_SPECS)
+    _check_search(search, where)
+    return search
+
+
+def _search_values(s: dict[str, Any], where: str) -> dict[str, Any]:
+    """The `search:` keys with `ddo:` merged in and the lists (base weights, budgets, LRs) checked."""
     ddo = s.pop("ddo", None) or {}
-    if not isinstance(ddo, Mapping):
-        raise BadInput("`ddo` must be a mapping", f"{source}: search.ddo",
-                       "write e.g. {down: 0.2, up: 3.0, design: fixed-others}")
-    s.update(ddo)
+    s.update(check_mapping(ddo, f"{where}.ddo", "`ddo` must be a mapping",
+                           "write e.g. {down: 0.2, up: 3.0, design: fixed-others}", empty=True))
     if s.get("base_weights") is not None:
-        given = s["base_weights"]
-        if not isinstance(given, Mapping) or not given:
-            raise BadInput("`base_weights` must be a mapping {domain: weight}",
-                           f"{source}: search.base_weights")
-        s["base_weights"] = {check_name(d, f"{source}: search.base_weights", "domain"):
-                             _number(w, f"{source}: search.base_weights.{d}") for d, w in given.items()}
+        given = check_mapping(s["base_weights"], f"{where}.base_weights",
+                              "`base_weights` must be a mapping {domain: weight}")
+        s["base_weights"] = {check_name(d, f"{where}.base_weights", "domain"):
+                             number(w, f"{where}.base_weights.{d}") for d, w in given.items()}
     probes = s.get("probe_budgets")
     if not isinstance(probes, list) or not probes:
-        raise BadInput("`probe_budgets` must be a list of token budgets", f"{source}: search.probe_budgets")
-    s["probe_budgets"] = tuple(sorted(_number(p, f"{source}: search.probe_budgets", integer=True,
-                                              most=MAX_TOKENS) for p in probes))
+        raise BadInput("`probe_budgets` must be a list of token budgets", f"{where}.probe_budgets")
+    s["probe_budgets"] = tuple(sorted(number(p, f"{where}.probe_budgets", TOKENS) for p in probes))
     if "lr_grid" in s:
         grid = s["lr_grid"]
         if not isinstance(grid, list) or len(grid) < 4:
             raise BadInput("`lr_grid` needs >= 4 peak LRs (the quadratic must bracket its minimum)",
-                           f"{source}: search.lr_grid", "give e.g. [1e-3, 2e-3, 4e-3, 8e-3]")
-        s["lr_grid"] = tuple(sorted(_number(x, f"{source}: search.lr_grid") for x in grid))
-    search = _dataclass_from(SearchSpec, s, f"{source}: search", {
-        "target_budget": lambda v, w: _number(v, w, integer=True, most=MAX_TOKENS),
-        "lr": lambda v, w: _number(v, w, most=10.0),
-        "down": lambda v, w: _number(v, w), "up": lambda v, w: _number(v, w, most=1e3),
-        "min_multiplier": lambda v, w: _number(v, w),
-        "verify_probe": _flag,
-        "target_seeds": lambda v, w: _whole(v, w, least=0),
-        "min_weight": lambda v, w: _number(v, w, positive=False, most=0.5),
-        "seed": lambda v, w: _whole(v, w, least=0)})
-    where = f"{source}: search"
+                           f"{where}.lr_grid", "give e.g. [1e-3, 2e-3, 4e-3, 8e-3]")
+        s["lr_grid"] = tuple(sorted(number(x, f"{where}.lr_grid") for x in grid))
+    return s
+
+
+def _check_search(search: SearchSpec, where: str) -> None:
+    """The checks across keys: an LR source, distinct probes below the target, a valid design."""
     if not search.lr_grid and search.lr is None:
         raise BadInput("no learning rate: give `lr_grid` (an LR stage) or a fixed `lr`", where)
     if len(set(search.probe_budgets)) != len(search.probe_budgets):
@@ -252,32 +237,35 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     if search.metric not in ("mean-loss", "mean-ppl"):
         raise BadInput(f"metric {short(search.metric)} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
 
+
+def _resources(obj: Mapping[str, Any], source: str) -> ResourceSpec:
+    where = f"{source}: resources"
     resources = _dataclass_from(ResourceSpec, _section(obj, "resources", source, required=False),
-                                f"{source}: resources", {
-                                    "max_concurrent_trials": _whole,
-                                    "cpus_per_trial": lambda v, w: _number(v, w, most=1024),
-                                    "gpus_per_trial": lambda v, w: _number(v, w, positive=False, most=64),
-                                    "trials_per_gpu": _whole,
-                                    "max_failures": lambda v, w: _whole(v, w, least=0)})
+                                where, RESOURCE_SPECS)
     if resources.in_process not in ("auto", "always", "never"):
-        raise BadInput(f"in_process {short(resources.in_process)}", f"{source}: resources.in_process",
+        raise BadInput(f"in_process {short(resources.in_process)}", f"{where}.in_process",
                        "use auto, always or never")
-    resources = _gpu_share(resources, cfg_train_workers(obj), f"{source}: resources")
-    storage = obj.get("storage_path")
+    return _gpu_share(resources, cfg_train_workers(obj), where)
+
+
+def _storage_path(storage: Any, where: str) -> str | None:
     if storage is not None and (not isinstance(storage, str) or not storage.strip()):
-        raise BadInput(f"storage_path {short(storage)} is not a folder or URI", f"{source}: storage_path",
+        raise BadInput(f"storage_path {short(storage)} is not a folder or URI", where,
                        "give a path, a shared mount, or s3://bucket/prefix (gs://...)")
-    cfg = ExperimentConfig(name, corpus, train, search, resources, storage, source)
-    # every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
-    # (fixed-others: the probe less the largest domain's share cut by `down`)
+    return storage
+
+
+def _check_smallest_trial(cfg: ExperimentConfig) -> None:
+    """Every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
+    (fixed-others: the probe less the largest domain's share cut by `down`)."""
+    search, seq_len = cfg.search, cfg.corpus.seq_len
     probe = min(search.probe_budgets)
     shares = list((search.base_weights or {"": 1.0}).values())
     largest = max(shares) / sum(shares) if search.base_weights else 1.0 / 2
     smallest = int(probe * (1 - largest * (1 - search.down))) if search.design == "fixed-others" else probe
     train_cfg = cfg.train_config(budget_tokens=smallest, lr=search.lr or search.lr_grid[0])
-    train_cfg.total_steps(corpus.seq_len, f"{source}: search.probe_budgets")
-    train_cfg.batch_layout(corpus.seq_len, max(1, train_cfg.num_workers), f"{source}: train")
-    return cfg
+    train_cfg.total_steps(seq_len, f"{cfg.source}: search.probe_budgets")
+    train_cfg.batch_layout(seq_len, max(1, train_cfg.num_workers), f"{cfg.source}: train")
 
 
 def _check_tokenizer_file(path: str, where: str) -> None:
@@ -315,7 +303,7 @@ def cfg_train_workers(obj: Mapping[str, Any]) -> int:
     train = obj.get("train") or {}
     if not isinstance(train, Mapping) or "num_workers" not in train:
         return 1
-    return _whole(train["num_workers"], "train.num_workers", least=0)
+    return COUNT.check(train["num_workers"], "train.num_workers")
 
 
 def _gpu_share(r: ResourceSpec, workers: int, where: str) -> ResourceSpec:

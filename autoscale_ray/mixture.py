@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from autoscale_ray.checks import as_number, mixture_weights
 from autoscale_ray.errors import BadInput
 
 
@@ -36,26 +37,6 @@ class Mixture:
                 "at_bound": list(self.at_bound), **dict(self.extra)}
 
 
-def check_weights(weights: Mapping[str, Any], where: str) -> dict[str, float]:
-    """Validate and normalise a {domain: weight} mapping (finite, >= 0, not all zero)."""
-    if not isinstance(weights, Mapping) or not weights:
-        raise BadInput("`weights` must be a non-empty object {domain: weight}", where)
-    out: dict[str, float] = {}
-    for name, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise BadInput(f"weight of `{name}` is {value!r}, not a finite number",
-                           f"{where}, key weights.{name}", "give a number >= 0")
-        if value < 0:
-            raise BadInput(f"negative weight {value} for `{name}`", f"{where}, key weights.{name}",
-                           "weights must be >= 0")
-        out[str(name)] = float(value)
-    total = sum(out.values())
-    if total <= 0:
-        raise BadInput("all weights are zero", f"{where}, key weights",
-                       "give at least one domain a positive weight")
-    return {d: w / total for d, w in out.items()}
-
-
 def mixture_from_dict(obj: Any, where: str) -> Mixture:
     if not isinstance(obj, dict):
         raise BadInput("a mixture must be a JSON object {\"tokens\": N, \"weights\": {...}}", where)
@@ -63,11 +44,10 @@ def mixture_from_dict(obj: Any, where: str) -> Mixture:
         if key not in obj:
             raise BadInput(f"missing key `{key}`", where,
                            "a mixture file is {\"tokens\": N, \"weights\": {\"domain\": w}}")
-    tokens = obj["tokens"]
-    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not math.isfinite(tokens) \
-            or tokens <= 0:
-        raise BadInput(f"`tokens` is {tokens!r}", f"{where}, key tokens", "give a positive number")
-    weights = check_weights(obj["weights"], where)
+    tokens = as_number(obj["tokens"])
+    if tokens is None or not (math.isfinite(tokens) and tokens > 0):
+        raise BadInput(f"`tokens` is {obj['tokens']!r}", f"{where}, key tokens", "give a positive number")
+    weights = mixture_weights(obj["weights"], where)
     at_bound = tuple(str(d) for d in obj.get("at_bound", []) or [])
     extra = {k: v for k, v in obj.items() if k not in ("tokens", "weights", "at_bound")}
     return Mixture(float(tokens), weights, at_bound, extra)

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from autoscale_ray.atomic import write_json
+from autoscale_ray.checks import as_text, check_known, normalised, weight_vector
 from autoscale_ray.config import ExperimentConfig, load_config
 from autoscale_ray.errors import BadInput, Interrupted
 from autoscale_ray.interrupt import TUNE_RUNNING, graceful_stop
+from autoscale_ray.laws.checks import on_simplex
 from autoscale_ray.names import check_name
+from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.search import folder, layout
 from autoscale_ray.search.contract import trial_resources
-from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.storage import Store
 
 log = logging.getLogger("autoscale_ray")
@@ -96,15 +98,12 @@ def base_weights(cfg: ExperimentConfig, domains: tuple[str, ...]) -> dict[str, f
     given = cfg.search.base_weights
     if not given:
         return {d: 1.0 / len(domains) for d in domains}
-    unknown = sorted(set(given) - set(domains))
-    if unknown:
-        raise BadInput(f"base_weights name unknown domain(s) {', '.join(unknown)}",
-                       f"{cfg.source}: search.base_weights", f"the corpus has: {', '.join(domains)}")
-    total = sum(float(given.get(d, 0.0)) for d in domains)
-    if any(float(given.get(d, 0.0)) <= 0 for d in domains) or total <= 0:
-        raise BadInput("every domain needs a positive base weight (DDO perturbs each one)",
-                       f"{cfg.source}: search.base_weights")
-    return {d: float(given[d]) / total for d in domains}
+    where = f"{cfg.source}: search.base_weights"
+    check_known(sorted(given), domains, where, what="base_weights name unknown domain(s)",
+                fix="the corpus has:", show=as_text)
+    if not on_simplex(weight_vector(given, domains), positive=True):
+        raise BadInput("every domain needs a positive base weight (DDO perturbs each one)", where)
+    return normalised({d: float(given[d]) for d in domains})
 
 
 def _quiet_ray() -> None:

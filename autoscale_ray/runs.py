@@ -21,7 +21,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from autoscale_ray.atomic import atomic_path
+from autoscale_ray.checks import as_text, check_known, weight_vector
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.checks import first_index, missing, negative, on_simplex, simplex_rows
 
 log = logging.getLogger("autoscale_ray")
 
@@ -85,6 +87,13 @@ class RunsTable:
         values = pd.to_numeric(f[metric], errors="coerce").to_numpy(dtype=float)
         _check_finite(values, metric, self.source, f.index)
         return values
+
+
+def require_weight_columns(domains: Sequence[str], source: str,
+                           fix: str = "add one `w.<domain>` column per training domain") -> None:
+    """A table that a mixture fit reads has `w.<domain>` columns."""
+    if not domains:
+        raise BadInput("no mixture-weight columns `w.<domain>`", source, fix)
 
 
 def _where(source: str, row: int, column: str) -> str:
@@ -186,7 +195,25 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
              eval_weights: Mapping[str, float] | None = None) -> RunsTable:
     """Validate a runs table held in memory. `require` names extra columns the caller needs:
     `params`, `lr`, `weights` (the `w.<domain>` group) or `loss` (an objective)."""
-    frame = frame.reset_index(drop=True).copy()
+    frame = _with_run_ids(frame.reset_index(drop=True).copy(), source)
+    domains, loss_domains = _domains(frame, WEIGHT_PREFIX), _domains(frame, LOSS_PREFIX)
+    for col in ("tokens", *[c for c in ("budget", "params", "lr", "loss", "seed") if c in frame.columns],
+                *[WEIGHT_PREFIX + d for d in domains], *[LOSS_PREFIX + d for d in loss_domains]):
+        _numeric(frame, col, source)
+    _warn_constant_losses(frame, loss_domains, source)
+    frame = _without_failed_runs(frame, source)
+    _check_required(frame, _required_columns(frame, require, domains, loss_domains, source), source)
+    if domains:
+        _normalise_weights(frame, domains, source)
+    frame = _without_duplicates(frame, source, average_duplicates)
+    _default_budget(frame)
+    if "loss" not in frame.columns and loss_domains:
+        frame["loss"] = _default_loss(frame, loss_domains, eval_weights, source)
+    return RunsTable(frame.reset_index(drop=True), source, domains, loss_domains)
+
+
+def _with_run_ids(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Columns checked, the required ones present, at least one row, every row with a run_id."""
     _check_columns(frame, source)
     for col in REQUIRED:
         if col not in frame.columns:
@@ -194,39 +221,42 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
                            f"add a `{col}` column (columns found: {', '.join(map(str, frame.columns))})")
     if frame.empty:
         raise BadInput("the table has no rows", source, "give at least one evaluation")
-    if frame["run_id"].isna().any():
-        row = int(np.flatnonzero(frame["run_id"].isna().to_numpy())[0])
+    row = first_index(frame["run_id"].isna().to_numpy())
+    if row is not None:
         raise BadInput("empty run_id", _where(source, row, "run_id"), "give every row a run_id")
     frame["run_id"] = frame["run_id"].astype(str)
+    return frame
 
-    domains = tuple(c[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX))
-    loss_domains = tuple(c[len(LOSS_PREFIX):] for c in frame.columns if str(c).startswith(LOSS_PREFIX))
-    numeric = ["tokens", *[c for c in ("budget", "params", "lr", "loss", "seed") if c in frame.columns],
-               *[WEIGHT_PREFIX + d for d in domains], *[LOSS_PREFIX + d for d in loss_domains]]
-    for col in numeric:
-        _numeric(frame, col, source)
-    _warn_constant_losses(frame, loss_domains, source)
 
-    if "status" in frame.columns:
-        # a run that failed or diverged at any evaluation is out entirely, earlier rows included
-        bad_runs = frame.loc[frame["status"].astype(str).str.lower().isin(FAILED_STATUSES), "run_id"]
-        failed = frame["run_id"].isin(set(bad_runs))
-        if failed.any():
-            names = sorted(set(frame.loc[failed, "run_id"]))
-            log.warning("%s: leaving out %d failed/diverged run(s) from every fit: %s",
-                        source, len(names), ", ".join(names))
-            frame = frame.loc[~failed]
-            if frame.empty:
-                raise BadInput("every run is marked failed or diverged", source,
-                               "give at least one completed run")
+def _domains(frame: pd.DataFrame, prefix: str) -> tuple[str, ...]:
+    return tuple(c[len(prefix):] for c in frame.columns if str(c).startswith(prefix))
 
-    required_cols = ["tokens"]
+
+def _without_failed_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    if "status" not in frame.columns:
+        return frame
+    # a run that failed or diverged at any evaluation is out entirely, earlier rows included
+    bad_runs = frame.loc[frame["status"].astype(str).str.lower().isin(FAILED_STATUSES), "run_id"]
+    failed = frame["run_id"].isin(set(bad_runs))
+    if not failed.any():
+        return frame
+    names = sorted(set(frame.loc[failed, "run_id"]))
+    log.warning("%s: leaving out %d failed/diverged run(s) from every fit: %s",
+                source, len(names), ", ".join(names))
+    frame = frame.loc[~failed]
+    if frame.empty:
+        raise BadInput("every run is marked failed or diverged", source, "give at least one completed run")
+    return frame
+
+
+def _required_columns(frame: pd.DataFrame, require: Sequence[str], domains: Sequence[str],
+                      loss_domains: Sequence[str], source: str) -> list[str]:
+    """The columns that must hold a finite number in every row (`tokens` and what `require` asks)."""
+    required = ["tokens"]
     for need in require:
         if need == "weights":
-            if not domains:
-                raise BadInput("no mixture-weight columns `w.<domain>`", source,
-                               "add one `w.<domain>` column per training domain")
-            required_cols += [WEIGHT_PREFIX + d for d in domains]
+            require_weight_columns(domains, source)
+            required += [WEIGHT_PREFIX + d for d in domains]
         elif need == "loss":
             if "loss" not in frame.columns and not loss_domains:
                 raise BadInput("no `loss` or `loss.<domain>` columns", source,
@@ -234,67 +264,82 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
         else:
             if need not in frame.columns:
                 raise BadInput(f"missing column `{need}`", source, f"add a `{need}` column")
-            required_cols.append(need)
+            required.append(need)
     if "loss" in require:
-        required_cols += [LOSS_PREFIX + d for d in loss_domains] or ["loss"]
-    for col in dict.fromkeys(required_cols):
+        required += [LOSS_PREFIX + d for d in loss_domains] or ["loss"]
+    return list(dict.fromkeys(required))
+
+
+def _check_required(frame: pd.DataFrame, required: Sequence[str], source: str) -> None:
+    """Finite values in the required columns; tokens >= 0; params, lr and budget > 0."""
+    for col in required:
         _check_finite(frame[col].to_numpy(dtype=float), col, source, frame.index)
-    if (frame["tokens"] < 0).any():
-        row = int(frame.index[np.argmax((frame["tokens"] < 0).to_numpy())])
-        raise BadInput("negative token count", _where(source, row, "tokens"), "tokens must be >= 0")
+    row = first_index((frame["tokens"] < 0).to_numpy())
+    if row is not None:
+        raise BadInput("negative token count", _where(source, int(frame.index[row]), "tokens"),
+                       "tokens must be >= 0")
     for col in ("params", "lr", "budget"):
-        if col in required_cols and (frame[col] <= 0).any():
-            row = int(frame.index[np.argmax((frame[col] <= 0).to_numpy())])
-            raise BadInput(f"`{col}` must be positive", _where(source, row, col), "give a value > 0")
+        row = first_index((frame[col] <= 0).to_numpy()) if col in required else None
+        if row is not None:
+            raise BadInput(f"`{col}` must be positive", _where(source, int(frame.index[row]), col),
+                           "give a value > 0")
 
-    if domains:
-        w = frame[[WEIGHT_PREFIX + d for d in domains]].to_numpy(dtype=float)
-        if np.isnan(w).any():
-            r, c = np.argwhere(np.isnan(w))[0]
-            raise BadInput("missing mixture weight", _where(source, int(frame.index[r]),
-                           WEIGHT_PREFIX + domains[c]), "give every domain a weight (0 if unused)")
-        if (w < 0).any():
-            r, c = np.argwhere(w < 0)[0]
-            raise BadInput(f"negative mixture weight {w[r, c]}",
-                           _where(source, int(frame.index[r]), WEIGHT_PREFIX + domains[c]),
-                           "weights must be >= 0")
-        sums = w.sum(axis=1)
-        if (sums <= 0).any():
-            r = int(np.argmax(sums <= 0))
-            raise BadInput("all mixture weights are zero",
-                           _where(source, int(frame.index[r]), WEIGHT_PREFIX + domains[0]),
-                           "give at least one domain a positive weight")
-        frame[[WEIGHT_PREFIX + d for d in domains]] = w / sums[:, None]
 
+def _normalise_weights(frame: pd.DataFrame, domains: Sequence[str], source: str) -> None:
+    """Every row's weights present, >= 0 and not all zero; then divided by their sum, in place."""
+    cols = [WEIGHT_PREFIX + d for d in domains]
+
+    def at(r: int, c: int = 0) -> str:
+        return _where(source, int(frame.index[r]), cols[c])
+
+    frame[cols] = simplex_rows(
+        frame[cols].to_numpy(dtype=float),
+        [(missing, lambda r, c, _: BadInput("missing mixture weight", at(r, c),
+                                            "give every domain a weight (0 if unused)")),
+         (negative, lambda r, c, v: BadInput(f"negative mixture weight {v}", at(r, c),
+                                             "weights must be >= 0"))],
+        lambda r: BadInput("all mixture weights are zero", at(r),
+                           "give at least one domain a positive weight"))
+
+
+def _without_duplicates(frame: pd.DataFrame, source: str, average: bool) -> pd.DataFrame:
+    """One evaluation per (run, tokens): a repeat is refused, or averaged with `average`."""
     dup = frame.duplicated(subset=["run_id", "tokens"], keep="first")
-    if dup.any():
-        if not average_duplicates:
-            row = int(frame.index[np.argmax(dup.to_numpy())])
-            raise BadInput(f"duplicate evaluation of run `{frame.loc[row, 'run_id']}` at "
-                           f"tokens={frame.loc[row, 'tokens']:g}", _where(source, row, "tokens"),
-                           "remove it, or pass --average-duplicates to average repeated evaluations")
-        frame = _average_duplicates(frame)
+    if not dup.any():
+        return frame
+    if not average:
+        row = int(frame.index[np.argmax(dup.to_numpy())])
+        raise BadInput(f"duplicate evaluation of run `{frame.loc[row, 'run_id']}` at "
+                       f"tokens={frame.loc[row, 'tokens']:g}", _where(source, row, "tokens"),
+                       "remove it, or pass --average-duplicates to average repeated evaluations")
+    return _average_duplicates(frame)
 
+
+def _default_budget(frame: pd.DataFrame) -> None:
+    """A run's budget defaults to its largest `tokens` (in place)."""
+    largest = frame.groupby("run_id", sort=False)["tokens"].transform("max")
     if "budget" not in frame.columns:
-        frame["budget"] = frame.groupby("run_id", sort=False)["tokens"].transform("max")
+        frame["budget"] = largest
     else:
-        missing = frame["budget"].isna()
-        frame.loc[missing, "budget"] = frame.groupby("run_id", sort=False)["tokens"].transform("max")[missing]
+        missing_budget = frame["budget"].isna()
+        frame.loc[missing_budget, "budget"] = largest[missing_budget]
 
-    if "loss" not in frame.columns and loss_domains:
-        losses = frame[[LOSS_PREFIX + d for d in loss_domains]].to_numpy(dtype=float)
-        if eval_weights is None:
-            frame["loss"] = losses.mean(axis=1)
-        else:
-            unknown = sorted(set(eval_weights) - set(loss_domains))
-            if unknown:
-                raise BadInput(f"eval mixture names domains without a loss column: {', '.join(unknown)}",
-                               source, f"use domains among: {', '.join(loss_domains)}")
-            ew = np.array([float(eval_weights.get(d, 0.0)) for d in loss_domains])
-            if (ew < 0).any() or ew.sum() <= 0:
-                raise BadInput("eval mixture weights must be >= 0 and not all zero", source)
-            frame["loss"] = losses @ (ew / ew.sum())
-    return RunsTable(frame.reset_index(drop=True), source, domains, loss_domains)
+
+def _default_loss(frame: pd.DataFrame, loss_domains: Sequence[str],
+                  eval_weights: Mapping[str, float] | None, source: str) -> np.ndarray:
+    """The `loss` column of a table without one: the per-domain losses' mean, or their mean
+    weighted by the eval mixture."""
+    losses = frame[[LOSS_PREFIX + d for d in loss_domains]].to_numpy(dtype=float)
+    if eval_weights is None:
+        return losses.mean(axis=1)
+    check_known(sorted(eval_weights), loss_domains, source,
+                what="eval mixture names domains without a loss column:", fix="use domains among:",
+                show=as_text)
+    ew = weight_vector(eval_weights, loss_domains)
+    # NaN eval weights pass, as they always have: only a sign and a zero sum are refused here
+    if not on_simplex(ew, finite=False):
+        raise BadInput("eval mixture weights must be >= 0 and not all zero", source)
+    return losses @ (ew / ew.sum())
 
 
 def _average_duplicates(frame: pd.DataFrame) -> pd.DataFrame:

@@ -28,30 +28,30 @@ from __future__ import annotations
 
 import logging
 import math
-
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ray.tune.search import Searcher
 
-from autoscale_ray.search.specs import TrialSpec
+from autoscale_ray.checks import check_known, weight_vector
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.checks import on_simplex
 from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
 from autoscale_ray.laws.regmix_sampler import (REGMIX_STRENGTHS, REGMIX_TEMPERATURE,
                                                regmix_dirichlet)
+from autoscale_ray.search.specs import TrialSpec
 from autoscale_ray.searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
 
+
 def _prior(domains: Sequence[str], prior: Mapping[str, float] | None) -> np.ndarray:
     if prior is None:
         return np.full(len(domains), 1.0 / len(domains))
-    unknown = sorted(set(prior) - set(domains))
-    if unknown:
-        raise BadInput(f"prior names unknown domains {unknown}", "searcher prior",
-                       f"use the domains {list(domains)}")
-    p = np.array([float(prior.get(d, 0.0)) for d in domains])
-    if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+    check_known(sorted(prior), domains, "searcher prior", what="prior names unknown domains",
+                fix="use the domains")
+    p = weight_vector(prior, domains)
+    if not on_simplex(p):
         raise BadInput(f"prior {dict(prior)} is not a set of finite shares >= 0 with a positive sum",
                        "searcher prior", "give each domain's share of the available tokens")
     return p / p.sum()

@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from autoscale_ray.checks import as_number, check_known, check_mapping, mixture_weights
 from autoscale_ray.errors import BadInput
-from autoscale_ray.mixture import check_weights
 
 log = logging.getLogger("autoscale_ray")
 
@@ -87,8 +87,8 @@ def _domain_stream(name: str) -> int:
 
 
 def check_budget_and_seed(budget_tokens: Any, seed: Any) -> tuple[int, int]:
-    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, numbers.Real) \
-            or not math.isfinite(budget_tokens) or budget_tokens <= 0:
+    budget = as_number(budget_tokens)
+    if budget is None or not (math.isfinite(budget) and budget > 0):
         raise BadInput(f"token budget {budget_tokens!r} is not a positive number", "budget_tokens")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise BadInput(f"seed {seed!r} is not an integer >= 0", "seed")
@@ -100,13 +100,9 @@ def make_plan(budget_tokens: Any, weights: Mapping[str, Any], seed: Any, *,
               max_epochs: float = DEFAULT_MAX_EPOCHS) -> MixturePlan:
     """Plan a trial's stream: exact per-domain quotas, per-epoch permutations, seeded interleaving."""
     budget, seed = check_budget_and_seed(budget_tokens, seed)
-    if not isinstance(weights, Mapping):
-        raise BadInput("weights must be a mapping {domain: weight}", "weights")
-    unknown = [d for d in weights if d not in domains]
-    if unknown:
-        raise BadInput(f"weights name unknown domain(s) {unknown}", "weights",
-                       f"the corpus has {list(domains)}")
-    w = check_weights(weights, "weights")
+    check_mapping(weights, "weights", "weights must be a mapping {domain: weight}", empty=True)
+    check_known(weights, domains, "weights")
+    w = mixture_weights(weights, "weights")
     w = {d: w.get(d, 0.0) for d in domains}
     # round half up (not numpy's half-to-even) so the rule is the one written in the docs
     quotas = {d: int(math.floor(w[d] * budget / seq_len + 0.5)) for d in domains}

@@ -15,7 +15,7 @@ from typing import Any
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import RunsTable, read_runs
+from autoscale_ray.runs import RunsTable, read_runs, require_weight_columns
 
 log = logging.getLogger("autoscale_ray")
 
@@ -30,9 +30,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     table = runs if isinstance(runs, RunsTable) else read_runs(
         runs, require=["weights", "loss"] if metric in ("mean-loss", "mean-ppl") else ["weights"],
         average_duplicates=average_duplicates)
-    if not table.domains:
-        raise BadInput("no mixture-weight columns `w.<domain>`", table.source,
-                       "add one `w.<domain>` column per training domain")
+    require_weight_columns(table.domains, table.source)
     for name, value in (("--down", down), ("--up", up)):
         if not value > 0:
             raise BadInput(f"{name} {value} is not a positive factor", name, "give e.g. --down 0.2 --up 3")

@@ -19,9 +19,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.checks import not_a_weight, simplex_rows
 from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs
+from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs, require_weight_columns
 
 log = logging.getLogger("autoscale_ray")
 
@@ -45,9 +46,7 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
         raise BadInput(f"cannot parse {fmt}: {first}", str(path), f"write a valid {fmt} table") from None
     frame = table.to_pandas()
     have = [str(c)[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX)]
-    if not have:
-        raise BadInput("no mixture-weight columns `w.<domain>`", str(path),
-                       f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
+    require_weight_columns(have, str(path), f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
     missing = [d for d in domains if d not in have]
     if missing:
         raise BadInput(f"no column `{WEIGHT_PREFIX}{missing[0]}`, a domain of the runs table "
@@ -62,18 +61,13 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
         raise BadInput("the table has no rows", str(path), "give at least one mixture")
     cols = [WEIGHT_PREFIX + d for d in domains]
     w = frame[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raw = frame[cols[c]].iloc[r]
-        raise BadInput(f"weight `{raw}` is not a finite number >= 0",
-                       f"{path}, row {r + 1}, column `{cols[c]}`", "give a weight >= 0")
-    sums = w.sum(axis=1)
-    if (sums <= 0).any():
-        r = int(np.argmax(sums <= 0))
-        raise BadInput("all mixture weights are zero", f"{path}, row {r + 1}",
-                       "give at least one domain a positive weight")
-    return w / sums[:, None]
+
+    def bad_cell(r: int, c: int, _: float) -> BadInput:  # quote the cell as written, not as parsed
+        return BadInput(f"weight `{frame[cols[c]].iloc[r]}` is not a finite number >= 0",
+                        f"{path}, row {r + 1}, column `{cols[c]}`", "give a weight >= 0")
+
+    return simplex_rows(w, [(not_a_weight, bad_cell)], lambda r: BadInput(
+        "all mixture weights are zero", f"{path}, row {r + 1}", "give at least one domain a positive weight"))
 
 
 def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | None = None, *,
@@ -86,9 +80,7 @@ def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | Non
         table = runs
     else:
         table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"])
-    if not table.domains:
-        raise BadInput("no mixture-weight columns `w.<domain>`", table.source,
-                       "add one `w.<domain>` column per training domain")
+    require_weight_columns(table.domains, table.source)
     final = table.final()
     y = table.objective(target, frame=final)
     w = table.weights(final)

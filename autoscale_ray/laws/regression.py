@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.checks import weight_matrix
 
 ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 4, 15))
 EPSILONS: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -59,7 +60,7 @@ class RidgeMixtureFit:
 
     def predict(self, weights: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
         """Predicted objective for each row of `weights` (rows x domains, normalised to sum 1)."""
-        w = _as_weights(weights, "predict")
+        w = weight_matrix(weights, "predict")
         if w.shape[1] != self.n_domains:
             raise BadInput(f"weights have {w.shape[1]} domains, the fit has {self.n_domains}",
                            "RidgeMixtureFit.predict", "give the domains in the training order")
@@ -88,22 +89,6 @@ class MixtureSearch:
     top_k: int
     prior: np.ndarray
     concentration: float
-
-
-def _as_weights(weights: Sequence[Sequence[float]] | np.ndarray, where: str) -> np.ndarray:
-    w = np.asarray(weights, dtype=float)
-    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
-        raise BadInput(f"weights must be a non-empty 2-D array (rows x domains), got {w.shape}",
-                       where)
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise BadInput(f"weight [{r}, {c}] = {w[r, c]} is not a finite number >= 0", where)
-    sums = w.sum(axis=1)
-    if (sums <= 0).any():
-        raise BadInput(f"row {int(np.argmax(sums <= 0))} of the weights is all zero", where,
-                       "give at least one domain a positive weight")
-    return w / sums[:, None]
 
 
 def _loo_path(z: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
@@ -152,7 +137,7 @@ def fit_ridge_mixture(weights: Sequence[Sequence[float]] | np.ndarray,
 
     Minimises ||y - b0 - Z beta||^2 + alpha ||beta||^2 over standardised features Z; (alpha, eps)
     is the pair of the grid with the lowest exact leave-one-out MSE (closed form, `_loo_path`). Rows of `weights` are normalised to sum 1."""
-    w = _as_weights(weights, "fit_ridge_mixture")
+    w = weight_matrix(weights, "fit_ridge_mixture")
     yv = np.asarray(y, dtype=float).ravel()
     if len(yv) != len(w):
         raise BadInput(f"{len(w)} mixtures but {len(yv)} objective values", "fit_ridge_mixture")
@@ -186,7 +171,7 @@ def cross_validate(weights: Sequence[Sequence[float]] | np.ndarray,
                    seed: int = 0) -> CrossValidation:
     """K-fold CV of `fit_ridge_mixture` (alpha and eps re-chosen inside every training fold), with
     the Spearman rank correlation RegMix reports between predicted and observed objectives."""
-    w = _as_weights(weights, "cross_validate")
+    w = weight_matrix(weights, "cross_validate")
     yv = np.asarray(y, dtype=float).ravel()
     if not 2 <= folds <= len(w):
         raise BadInput(f"{folds} folds for {len(w)} runs", "cross_validate",
@@ -215,7 +200,7 @@ def search_mixture(fit: RidgeMixtureFit, *, n_samples: int = 100_000, top_k: int
     its largest training weight (`fit.w_max`) are discarded: there the linear and log terms
     extrapolate (on the RegMix 1M data, unrestricted search puts half the mixture on Enron emails,
     a domain the runs never gave more than a few percent, at a predicted loss far below any run)."""
-    p = fit.prior if prior is None else _as_weights([list(np.asarray(prior, dtype=float))],
+    p = fit.prior if prior is None else weight_matrix([list(np.asarray(prior, dtype=float))],
                                                      "search_mixture prior")[0]
     if len(p) != fit.n_domains:
         raise BadInput(f"prior has {len(p)} domains, the fit has {fit.n_domains}", "search_mixture")

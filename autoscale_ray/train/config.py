@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from autoscale_ray.checks import as_number, check_bool, check_mapping, first_bad_weight, is_whole
 from autoscale_ray.errors import BadInput, short
 
 SCHEDULES = ("cosine", "constant", "wsd")
@@ -71,11 +72,10 @@ class TrainConfig:
         for key, value in values.items():
             default = known[key].default
             if key == "weights":
-                if not isinstance(value, Mapping) and value is not None:
-                    raise BadInput(f"weights={short(value)} is not a mapping", where,
-                                   "give weights as {domain: weight, ...}")
-                kwargs[key] = {str(k): _as_float(v, f"weights.{k}", where)
-                               for k, v in dict(value or {}).items()}
+                given = {} if value is None else check_mapping(
+                    value, where, f"weights={short(value)} is not a mapping",
+                    "give weights as {domain: weight, ...}", empty=True)
+                kwargs[key] = {str(k): _as_float(v, f"weights.{k}", where) for k, v in given.items()}
             elif isinstance(default, bool):
                 kwargs[key] = _as_bool(value, key, where)
             elif isinstance(default, int):
@@ -126,10 +126,10 @@ class TrainConfig:
         if self.num_workers < 0 or self.eval_batches < 0 or self.stop_at_tokens < 0:
             raise BadInput("num_workers, eval_batches and stop_at_tokens must be >= 0", where,
                            "fix the execution settings")
-        for name, w in self.weights.items():
-            if not (math.isfinite(w) and w >= 0):
-                raise BadInput(f"weight of domain {name!r} is {w}", where,
-                               "give finite non-negative mixture weights")
+        bad_weight = first_bad_weight(self.weights)
+        if bad_weight is not None:
+            raise BadInput(f"weight of domain {bad_weight!r} is {self.weights[bad_weight]}", where,
+                           "give finite non-negative mixture weights")
         if self.weights and sum(self.weights.values()) <= 0:
             raise BadInput("all mixture weights are zero", where, "give at least one positive weight")
         return self
@@ -176,27 +176,22 @@ class BatchLayout:
         return self.global_sequences * self.seq_len
 
 
+# Tune configs carry numbers as numbers or numeric strings; NaN and inf parse here and are refused
+# by `checked` with its own message.
 def _as_int(value: Any, key: str, where: str) -> int:
-    try:
-        f = float(value)
-        if isinstance(value, bool) or not f.is_integer():
-            raise ValueError
-        return int(f)
-    except (TypeError, ValueError):
-        raise BadInput(f"{key}={short(value)} is not an integer", where, f"give {key} as a whole number") from None
+    x = as_number(value, text=True)
+    if x is None or not is_whole(x):
+        raise BadInput(f"{key}={short(value)} is not an integer", where, f"give {key} as a whole number")
+    return int(value) if isinstance(value, int) else int(x)
 
 
 def _as_float(value: Any, key: str, where: str) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{key}={short(value)} is not a number", where, f"give {key} as a number") from None
+    x = as_number(value, text=True)
+    if x is None:
+        raise BadInput(f"{key}={short(value)} is not a number", where, f"give {key} as a number")
+    return x
 
 
 def _as_bool(value: Any, key: str, where: str) -> bool:
     # booleans are booleans: the string "no" is truthy in Python and must not be guessed at
-    if isinstance(value, bool):
-        return value
-    raise BadInput(f"{key}={short(value)} is not a boolean", where, f"give {key} as true or false (unquoted)")
+    return check_bool(value, where, label=f"{key}=", fix=f"give {key} as true or false (unquoted)")

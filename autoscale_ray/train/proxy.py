@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoscale_ray.checks import check_known
 from autoscale_ray.errors import BadInput
 from autoscale_ray.train.config import BatchLayout, TrainConfig
 from autoscale_ray.train.loop import Report, RunInfo, Worker, train_proxy
@@ -65,10 +66,7 @@ def plan_for(cfg: TrainConfig, corpus: Any, world_size: int,
              where: str = "train config") -> tuple[dict[str, float], BatchLayout, Any]:
     """(weights, batch layout, mixture plan) of a run: the plan covers the whole global batches
     of the budget, so every path (driver, workers, in-process) streams the same sequences."""
-    unknown = sorted(set(cfg.weights) - set(corpus.domains))
-    if unknown:
-        raise BadInput(f"mixture weights name unknown domain(s) {unknown}", where,
-                       f"the corpus has {list(corpus.domains)}")
+    check_known(sorted(cfg.weights), corpus.domains, where, what="mixture weights name unknown domain(s)")
     weights = dict(cfg.weights) or {d: 1.0 for d in corpus.domains}
     layout = cfg.batch_layout(corpus.seq_len, world_size, where)
     budget = cfg.total_steps(corpus.seq_len, where) * layout.global_tokens
