@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from autoscale_ray.cli import main
+from helpers import experiment_config
 
 DOMAINS = ("web", "code", "books")
 
@@ -54,15 +55,8 @@ def mix(tokens=1e6, **weights) -> dict:
 
 
 def good_config() -> dict:
-    """A valid small config (tests/test_pipeline.py::config): synthetic corpus, gpt2-tiny, fixed LR."""
-    return {
-        "name": "bad-input",
-        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": "cache"},
-        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                  "eval_batches": 2},
-        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
-        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
-    }
+    """A valid small config (tests/helpers.py SMALL_CONFIG): synthetic corpus, gpt2-tiny, fixed LR."""
+    return experiment_config("bad-input", "cache")
 
 
 def config_with(section: str | None = None, drop: tuple[str, ...] = (), **changes) -> dict:
