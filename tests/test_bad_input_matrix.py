@@ -286,12 +286,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, ki
 
 
 def test_installed_command_exit_code(tmp_path: Path) -> None:
-    """The real console script: exit 2 on bad input, 0 with one JSON object on success."""
+    """The real console script (the one test that runs it; the others call cli.main in process):
+    exit 2 with one error line on stderr on bad input, 0 with one JSON object on success."""
     ddo_table().drop(columns="tokens").to_csv(tmp_path / "bad.csv", index=False)
     ddo_table().to_csv(tmp_path / "good.csv", index=False)
     exe = Path(sys.executable).with_name("autoscale-ray")
     bad = subprocess.run([str(exe), "ddo", str(tmp_path / "bad.csv"), "--json"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == "" and "tokens" in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoscale-ray ddo: error: ") and "bad.csv" in lines[0]
     good = subprocess.run([str(exe), "ddo", str(tmp_path / "good.csv"), "--json"], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     obj = json.loads(good.stdout)
