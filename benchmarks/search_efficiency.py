@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -47,6 +49,9 @@ from autoscale_ray.predictor import Predictor
 from autoscale_ray.searchers.baselines import (MixtureSearcher, RandomMixtureSearcher, RegressionSearcher,
                                  TPEMixtureSearcher, UniformSearcher)
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import drive_plan, drive_searcher  # noqa: E402  (the tests' synchronous drivers)
 
 DOMAINS = ("wiki", "books", "code", "web")
 E = np.array([1.6, 2.0, 1.2, 2.4])
@@ -124,31 +129,18 @@ def run_ddo(probes: tuple[int, ...], oracle: Oracle, best: float) -> tuple[int, 
     pred = Predictor(DOMAINS, TARGET, probes=probes, lr=LR)
     plan = DDOPlan(cfg)
     plan.start()
-    runs = tokens = n = 0
-    while not plan.finished:
-        batch = []
-        while (spec := plan.next_spec(f"t{n}")) is not None:
-            batch.append((f"t{n}", spec))
-            n += 1
-        for tid, spec in batch:
-            plan.complete(tid, oracle.rows(spec.key, spec.weights, spec.budget), True, pred)
-            runs += 1
-            tokens += spec.budget
-    return runs, tokens, gap(plan.results["recommendation"]["weights"], best)
+    issued = drive_plan(plan, pred, lambda spec: oracle.rows(spec.key, spec.weights, spec.budget))
+    return len(issued), sum(s.budget for s in issued), gap(plan.results["recommendation"]["weights"], best)
 
 
 def run_searcher(searcher: MixtureSearcher, oracle: Oracle, best: float) -> list[tuple[int, float]]:
     """One trial at a time: (tokens so far, gap at T of the recommendation) after each run."""
     trace = []
     tokens = 0
-    i = 0
-    while (config := searcher.suggest(f"t{i}")) != MixtureSearcher.FINISHED:
-        assert config is not None  # run one at a time: nothing is ever in flight here
-        final = oracle.rows(config["key"], config["weights"], config["budget"])[-1]
-        searcher.on_trial_complete(f"t{i}", final)
+    final = lambda config: oracle.rows(config["key"], config["weights"], config["budget"])[-1]  # noqa: E731
+    for config in drive_searcher(searcher, final):
         tokens += config["budget"]
         trace.append((tokens, gap(searcher.recommendation()["weights"], best)))
-        i += 1
     return trace
 
 

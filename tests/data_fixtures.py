@@ -1,10 +1,12 @@
-"""Helpers for the data tests: small documents in every supported format, Ray, an S3 server."""
+"""Helpers for the data tests: small documents in every supported format, Ray, an S3 server; and the
+`cli` fixture (the command in the test's process)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -109,3 +111,29 @@ def split_documents(seqs: np.ndarray, eod: int) -> list[bytes]:
         out.append(bytes(flat[start:e].astype(np.uint8)))
         start = e + 1
     return out
+
+
+def ray_running() -> bool:
+    ray = sys.modules.get("ray")  # never imported: not running
+    return ray is not None and ray.is_initialized()
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`autoscale-ray ARGS...` in this process (autoscale_ray.cli.main): returns (exit code,
+    stdout, stderr). A search starts Ray here, as the command does in its own process; a Ray the
+    test started is shut down after it, so later tests find none running (their refusals check
+    that none was started). A Ray that was already running (`ray_local`) is joined and kept."""
+    from autoscale_ray.cli import main
+
+    already = ray_running()
+    monkeypatch.setenv("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    if not already and ray_running():
+        sys.modules["ray"].shutdown()

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from autoscale_ray.cli import main
+from helpers import experiment_config
 
 DOMAINS = ("web", "code", "books")
 
@@ -54,15 +55,8 @@ def mix(tokens=1e6, **weights) -> dict:
 
 
 def good_config() -> dict:
-    """A valid small config (tests/test_pipeline.py::config): synthetic corpus, gpt2-tiny, fixed LR."""
-    return {
-        "name": "bad-input",
-        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": "cache"},
-        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                  "eval_batches": 2},
-        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
-        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
-    }
+    """A valid small config (tests/helpers.py SMALL_CONFIG): synthetic corpus, gpt2-tiny, fixed LR."""
+    return experiment_config("bad-input", "cache")
 
 
 def config_with(section: str | None = None, drop: tuple[str, ...] = (), **changes) -> dict:
@@ -292,12 +286,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, ki
 
 
 def test_installed_command_exit_code(tmp_path: Path) -> None:
-    """The real console script: exit 2 on bad input, 0 with one JSON object on success."""
+    """The real console script (the one test that runs it; the others call cli.main in process):
+    exit 2 with one error line on stderr on bad input, 0 with one JSON object on success."""
     ddo_table().drop(columns="tokens").to_csv(tmp_path / "bad.csv", index=False)
     ddo_table().to_csv(tmp_path / "good.csv", index=False)
     exe = Path(sys.executable).with_name("autoscale-ray")
     bad = subprocess.run([str(exe), "ddo", str(tmp_path / "bad.csv"), "--json"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == "" and "tokens" in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoscale-ray ddo: error: ") and "bad.csv" in lines[0]
     good = subprocess.run([str(exe), "ddo", str(tmp_path / "good.csv"), "--json"], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     obj = json.loads(good.stdout)

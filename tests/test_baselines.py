@@ -10,6 +10,7 @@ from ray.tune.search import Searcher
 from autoscale_ray.errors import BadInput
 from autoscale_ray.searchers.baselines import (RandomMixtureSearcher, RegressionSearcher, TPEMixtureSearcher,
                                  UniformSearcher, regmix_dirichlet)
+from helpers import drive_searcher
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -25,17 +26,7 @@ def quadratic(weights: dict[str, float]) -> float:
 
 def drive(searcher: Searcher, objective=quadratic, start: int = 0, limit: int = 10_000) -> list[dict]:
     """Suggest and complete one trial at a time until FINISHED (or `limit` trials)."""
-    configs = []
-    i = start
-    while len(configs) < limit:
-        config = searcher.suggest(f"t{i}")
-        if config == Searcher.FINISHED:
-            break
-        assert config is not None
-        searcher.on_trial_complete(f"t{i}", {"loss": objective(config["weights"])})
-        configs.append(config)
-        i += 1
-    return configs
+    return list(drive_searcher(searcher, lambda config: {"loss": objective(config["weights"])}, start, limit))
 
 
 def make(kind: str, seed: int = 0, **kw):

@@ -20,9 +20,10 @@ from typing import Any, Iterator
 
 import pandas as pd
 import pytest
-import yaml
 
 from autoscale_ray.chaos import PAUSE_DIR_ENV
+from helpers import experiment_config
+from helpers import write_config as write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +34,11 @@ SYNTHETIC_DOMAINS = 4
 
 
 def write_config(tmp: Path, name: str, **search: Any) -> Path:
-    cfg = {
-        "name": name,
-        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
-        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                  "eval_batches": 2},
-        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "verify_probe": False, **search},
-        # one trial per node: the head and the worker node have one CPU each
-        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 1, "max_failures": 2},
-    }
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    """The small config without its LR (the caller gives `lr` or `lr_grid`), one trial per node:
+    the head and the worker node have one CPU each."""
+    cfg = experiment_config(name, tmp / "cache", drop=("search.lr", "resources"), search=search,
+                            resources={"max_concurrent_trials": 2, "cpus_per_trial": 1, "max_failures": 2})
+    return write_yaml(tmp / f"{name}.yaml", cfg)
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path | None = None):

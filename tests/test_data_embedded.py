@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from autoscale_ray.data import (build_embedded_corpus, embedded_sources, prepare
                                 synthetic_corpus)
 from autoscale_ray.data.synthetic import SyntheticDomain
 from autoscale_ray.errors import BadInput
-from data_fixtures import ray_local  # noqa: F401
+from data_fixtures import cli, ray_local  # noqa: F401
 
 
 def _texts_digest(folder) -> dict[str, str]:
@@ -67,15 +65,14 @@ def test_embedded_corpus_packs(embedded, tmp_path, ray_local):  # noqa: F811
         assert corpus.validation(d).shape == (256, 256)
 
 
-def test_cli_corpus_build_refuses_a_foreign_folder(tmp_path):
+def test_cli_corpus_build_refuses_a_foreign_folder(tmp_path, cli):  # noqa: F811
     (tmp_path / "mine.txt").write_text("not a corpus")
-    exe = Path(sys.executable).parent / "autoscale-ray"  # the installed console script
-    proc = subprocess.run([str(exe), "corpus", "build", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    code, out, err = cli("corpus", "build", "--out", str(tmp_path))
+    assert code == 2, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "folder exists and is not an embedded corpus" in lines[0]
-    assert proc.stdout == ""
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # nothing written
 
 
 def test_synthetic_corpus_is_deterministic_and_documents_its_entropy(tmp_path):

@@ -1,11 +1,10 @@
-"""The `ddo` and `project` verbs: Python API, argparse registration and the installed CLI."""
+"""The `ddo` and `project` verbs: Python API, argparse registration and the command line
+(autoscale_ray.cli.main in this process; tests/test_bad_input_matrix.py runs the installed script)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,10 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.runs import write_runs
 from autoscale_ray.verbs import ddo as ddo_verb
 from autoscale_ray.verbs import project as project_verb
+from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
 
 DOMAINS = ("web", "wiki", "code")
 A, B = np.array([0.3, 1.0, 3.0]), np.array([0.8, 1.2, 0.2])   # `code` saturates: at the bound
-CLI = Path(sys.executable).with_name("autoscale-ray")
 
 
 def true_weights(w0: np.ndarray) -> np.ndarray:
@@ -105,8 +104,7 @@ def test_project_function_and_domain_check(tmp_path: Path) -> None:
         project_verb.project([files[0], tmp_path / "other.json"], target)
 
 
-@pytest.mark.skipif(not CLI.exists(), reason="autoscale-ray is not installed in this environment")
-def test_cli_ddo_then_project(tmp_path: Path) -> None:
+def test_cli_ddo_then_project(tmp_path: Path, cli) -> None:  # noqa: F811
     """`ddo --json` at two budgets writes mixture files that `project` reads; bad input exits 2."""
     outs = []
     for k, w0 in enumerate((np.full(3, 1 / 3), np.array([0.4, 0.35, 0.25]))):
@@ -115,19 +113,16 @@ def test_cli_ddo_then_project(tmp_path: Path) -> None:
             frame = pd.read_csv(path)
             frame[["tokens", "budget"]] *= 10
             frame.to_csv(path, index=False)
-        done = subprocess.run([str(CLI), "ddo", str(path), "--up", "2.5", "--json"],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        obj = json.loads(done.stdout)
+        code, out, err = cli("ddo", str(path), "--up", "2.5", "--json")
+        assert code == 0, err
+        obj = json.loads(out)
         outs.append(tmp_path / f"mix{k}.json")
-        outs[-1].write_text(done.stdout)
+        outs[-1].write_text(out)
         assert obj["weights"].keys() == set(DOMAINS) and obj["at_bound"] == ["code"]
-    done = subprocess.run([str(CLI), "project", *map(str, outs), "--target-tokens", "2B", "--json"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    obj = json.loads(done.stdout)
+    code, out, err = cli("project", *map(str, outs), "--target-tokens", "2B", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
     assert obj["tokens"] == 2e9 and sum(obj["weights"].values()) == pytest.approx(1.0)
     assert set(obj) >= {"exponent", "ratios", "sources", "at_bound"}
-    bad = subprocess.run([str(CLI), "project", str(outs[0]), "--target-tokens", "2B"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "two or more" in bad.stderr and not bad.stdout
+    code, out, err = cli("project", str(outs[0]), "--target-tokens", "2B")
+    assert code == 2 and "two or more" in err and not out

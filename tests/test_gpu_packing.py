@@ -8,23 +8,20 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from autoscale_ray.config import load_config
 from autoscale_ray.search.contract import build_contract, trial_resources
 from autoscale_ray.search.trial import proxy_job
 from autoscale_ray.storage import Store
+from helpers import experiment_config, write_config
 
 
 def cfg_with(tmp: Path, resources: dict, train: dict | None = None):
-    obj = {"corpus": {"synthetic": True, "seq_len": 64},
-           "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                     **(train or {})},
-           "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3},
-           "resources": resources}
-    path = tmp / "c.yaml"
-    path.write_text(yaml.safe_dump(obj))
-    return load_config(path)
+    """The small config with no name, no corpus cache or val_tokens, no eval_batches or verify_probe,
+    these resources and train keys."""
+    obj = experiment_config(None, None, drop=("corpus.val_tokens", "train.eval_batches", "search.verify_probe",
+                                              "resources"), train=train or {}, resources=resources)
+    return load_config(write_config(tmp / "c.yaml", obj))
 
 
 SUGGESTION = {"key": "ddo/1.2e+04/base", "stage": "ddo", "budget": 12000, "weights": {"a": 1.0},

@@ -1,11 +1,10 @@
-"""`autoscale-ray law`: the Python function, `register` on a fresh parser, and the installed CLI."""
+"""`autoscale-ray law`: the Python function, `register` on a fresh parser, and the command line
+(autoscale_ray.cli.main in this process; tests/test_bad_input_matrix.py runs the installed script)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ import pytest
 from autoscale_ray.errors import BadInput
 from autoscale_ray.verbs import law as law_verb
 from autoscale_ray.verbs.law import law
+from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
 
-CLI = Path(sys.executable).parent / "autoscale-ray"
 
 
 def runs_table(path: Path, sizes=(2e7, 5e7, 1e8, 2e8, 1e9), per_run=20, params=True,
@@ -112,15 +111,12 @@ def test_register_on_a_fresh_parser_and_bootstrap(tmp_path):
     assert "bootstrap SE" in text and "alpha" in text and "L(N,D)" in text
 
 
-@pytest.mark.skipif(not CLI.exists(), reason="console script not installed")
-def test_cli_json_and_exit_codes(tmp_path):
+def test_cli_json_and_exit_codes(tmp_path, cli):  # noqa: F811
     path = runs_table(tmp_path / "runs.csv")
-    done = subprocess.run([str(CLI), "law", str(path), "--holdout-largest", "--bootstrap", "0",
-                           "--json"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    obj = json.loads(done.stdout)
+    code, out, err = cli("law", str(path), "--holdout-largest", "--bootstrap", "0", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
     assert obj["form"] == "L(N,D)" and 0 <= obj["are"] < 0.01
-    bad = subprocess.run([str(CLI), "law", str(tmp_path / "missing.csv"), "--json"],
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stdout == ""
-    assert "missing.csv" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    code, out, err = cli("law", str(tmp_path / "missing.csv"), "--json")
+    assert code == 2 and out == ""
+    assert "missing.csv" in err and len(err.strip().splitlines()) == 1

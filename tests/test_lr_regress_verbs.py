@@ -1,12 +1,11 @@
-"""The `lr` and `regress` verbs: Python API, register() on a fresh parser, and the installed CLI."""
+"""The `lr` and `regress` verbs: Python API, register() on a fresh parser, and the command line
+(autoscale_ray.cli.main in this process; tests/test_bad_input_matrix.py runs the installed script)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.regression import fit_ridge_mixture
 from autoscale_ray.verbs import lr as lr_verb
 from autoscale_ray.verbs import regress as regress_verb
+from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
 
 DATA = Path(__file__).parent / "data" / "regmix_1m"
-CLI = Path(sys.executable).with_name("autoscale-ray")
 B_TRUE, BETA_TRUE = 0.9, 0.32
 
 
@@ -193,39 +192,32 @@ def test_regress_unknown_target(regmix_files) -> None:
         regress_verb.regress(runs, "loss.books3", mixes_path)
 
 
-# ---------------------------------------------------------------- the installed CLI
+# ---------------------------------------------------------------- the command line
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    if not CLI.exists():
-        pytest.skip(f"{CLI} not installed")
-    return subprocess.run([str(CLI), *argv], capture_output=True, text=True, timeout=300)
-
-
-def test_cli_lr_json(tmp_path: Path) -> None:
+def test_cli_lr_json(tmp_path: Path, cli) -> None:  # noqa: F811
     path = tmp_path / "runs.csv"
     lr_runs().to_csv(path, index=False)
-    done = run_cli("lr", str(path), "--target-tokens", "1e11", "--json")
-    assert done.returncode == 0, done.stderr
-    obj = json.loads(done.stdout)
+    code, out, err = cli("lr", str(path), "--target-tokens", "1e11", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
     assert abs(obj["beta"] - BETA_TRUE) < 0.03 and len(obj["lr_interval"]) == 2
     assert set(obj) >= {"B", "beta", "lr_at_target", "lr_interval", "per_horizon", "target_tokens"}
 
 
-def test_cli_lr_bad_input_exit_2(tmp_path: Path) -> None:
+def test_cli_lr_bad_input_exit_2(tmp_path: Path, cli) -> None:  # noqa: F811
     path = tmp_path / "runs.csv"
     lr_runs(horizons=(1e9,)).to_csv(path, index=False)
-    done = run_cli("lr", str(path), "--target-tokens", "1e11", "--json")
-    assert done.returncode == 2 and done.stdout == ""
-    lines = done.stderr.strip().splitlines()
+    code, out, err = cli("lr", str(path), "--target-tokens", "1e11", "--json")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
     assert "error" in lines[-1] and "a single horizon" in lines[-1]
     assert all(line.startswith("autoscale-ray") for line in lines)  # no traceback
 
 
-def test_cli_regress_json(regmix_files) -> None:
+def test_cli_regress_json(regmix_files, cli) -> None:  # noqa: F811
     runs, mixes_path, _ = regmix_files
-    done = run_cli("regress", str(runs), "--target", "loss.pile_cc", "--predict",
-                   str(mixes_path), "--json")
-    assert done.returncode == 0, done.stderr
-    obj = json.loads(done.stdout)
+    code, out, err = cli("regress", str(runs), "--target", "loss.pile_cc", "--predict", str(mixes_path), "--json")
+    assert code == 0, err
+    obj = json.loads(out)
     assert obj["predictions"] == pytest.approx(
         regress_verb.regress(runs, "loss.pile_cc", mixes_path)["predictions"])

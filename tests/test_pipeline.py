@@ -18,37 +18,19 @@ import yaml
 from autoscale_ray.config import load_config
 from autoscale_ray.errors import BadInput
 from autoscale_ray.storage import Store
+from data_fixtures import cli, ray_running  # noqa: F401  (cli: the command in this process)
+from helpers import config_file as config
 
 pytestmark = pytest.mark.slow
 
 EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 
 
-def config(tmp: Path, name: str, file: str | None = None, **search) -> Path:
-    cfg = {
-        "name": name,
-        "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
-        "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                  "eval_batches": 2},
-        "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3,
-                   "verify_probe": False, **search},
-        "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
-    }
-    path = tmp / (file or f"{name}.yaml")
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def test_search_writes_recommendation_runs_and_report(tmp_path: Path) -> None:
+def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> None:  # noqa: F811
     out = tmp_path / "out"
-    proc = run_cli("run", str(config(tmp_path, "e2e")), "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = json.loads(proc.stdout)
+    code, stdout, stderr = cli("run", str(config(tmp_path, "e2e")), "--out", str(out), "--json")
+    assert code == 0, stderr[-3000:]
+    rec = json.loads(stdout)
     assert rec == json.loads((out / "recommendation.json").read_text())
     domains = ["templates", "markov", "zipf_small", "zipf_large"]
     assert sorted(rec["weights"]) == sorted(domains)
@@ -62,15 +44,26 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path) -> None:
     util = rec["evidence"]["utilisation"]
     assert 0 < util["utilisation"] <= 1.0 and util["trials"] == len(keys)
     report = (out / "report.md").read_text()
-    for png in ("loss_curves.png", "mixtures.png", "responses.png"):
+    plots = ("loss_curves.png", "mixtures.png", "responses.png")
+    for png in plots:
         assert f"]({png})" in report and (out / png).stat().st_size > 1000
-    # the report is rebuilt from the folder alone
+    # the report states the recommendation's numbers
+    assert report.startswith("# autoscale-ray report: out\n")
+    assert f"Recommendation for a {float(rec['tokens']):.4g}-token run" in report
+    assert f"from {len(keys)} proxy trials" in report and f"Peak LR: **{rec['lr']:.4g}**" in report
+    assert all(d in report and format(rec["weights"][d], ".4g") in report for d in domains)
+    # the report and its plots are rebuilt from the folder alone, the same report
     (out / "report.md").unlink()
-    again = run_cli("report", str(out))
-    assert again.returncode == 0, again.stderr and (out / "report.md").exists()
+    for png in plots:
+        (out / png).unlink()
+    code, stdout, stderr = cli("report", str(out))
+    assert code == 0, stderr
+    assert (out / "report.md").read_text() == report
+    for png in plots:
+        assert (out / png).stat().st_size > 1000
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path, cli) -> None:  # noqa: F811
     out = tmp_path / "out"
     cfg = config(tmp_path, "resume")
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
@@ -91,8 +84,10 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path)
     finished_before = [r["key"] for r in Store(str(out)).records("trained")]
     assert len(finished_before) >= 5
 
-    resumed = run_cli("run", str(cfg), "--out", str(out), "--resume", "--json")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the driver was SIGKILLed (a subprocess); the resume runs in this process
+    code, stdout, stderr = cli("run", str(cfg), "--out", str(out), "--resume", "--json")
+    assert code == 0, stderr[-3000:]
+    assert json.loads(stdout) == json.loads((out / "recommendation.json").read_text())
     runs = pd.read_parquet(out / "runs.parquet")
     assert runs["key"].nunique() == 2 * (2 * 4 + 1)
     assert not runs.duplicated(["key", "tokens"]).any()  # every trial exactly once
@@ -101,7 +96,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path)
     assert set(trained) == set(runs["key"])
 
 
-def test_config_errors_are_one_line(tmp_path: Path) -> None:
+def test_config_errors_are_one_line(tmp_path: Path, cli) -> None:  # noqa: F811
     good = yaml.safe_load(config(tmp_path, "x").read_text())
     cases = [
         ({**good, "bogus": 1}, "unknown key(s) bogus"),
@@ -117,11 +112,12 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
             load_config(path)
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
-    proc = run_cli("run", str(tmp_path / "bad.yaml"))
-    assert proc.returncode == 2 and "line" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    code, stdout, stderr = cli("run", str(tmp_path / "bad.yaml"))
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith("autoscale-ray run: error: ") and "bad.yaml, line" in stderr
 
 
-def test_failed_trial_is_retried_then_left_out_with_a_warning(tmp_path: Path) -> None:
+def test_failed_trial_is_retried_then_left_out_with_a_warning(tmp_path: Path, cli, monkeypatch) -> None:  # noqa: F811
     """A trial that keeps failing is retried `max_failures` times, then left out of the fits; the
     recommendation names it and says its stage rests on fewer runs than designed."""
     out = tmp_path / "out"
@@ -130,14 +126,15 @@ def test_failed_trial_is_retried_then_left_out_with_a_warning(tmp_path: Path) ->
     obj["search"].pop("lr")
     cfg.write_text(yaml.safe_dump(obj))
     bad = "lr/2.4e+04/0.003"
-    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "AUTOSCALE_RAY_TESTING_FAIL_KEYS": bad}
-    proc = subprocess.run([EXE, "run", str(cfg), "--out", str(out), "--json"], capture_output=True,
-                          text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = json.loads(proc.stdout)
+    # set before the search starts Ray in this process: its workers inherit the environment
+    assert not ray_running()
+    monkeypatch.setenv("AUTOSCALE_RAY_TESTING_FAIL_KEYS", bad)
+    code, stdout, stderr = cli("run", str(cfg), "--out", str(out), "--json")
+    assert code == 0, stderr[-3000:]
+    rec = json.loads(stdout)
     attempts = [r["key"] for r in Store(str(out)).records("injected_failures")]
     assert attempts == [bad, bad]  # the first try + max_failures=1 retry
     runs = pd.read_parquet(out / "runs.parquet")
     assert bad not in set(runs["key"]) and runs["key"].nunique() == 2 * 4 - 1 + 2 * 9
     assert any(bad in note and "fewer runs than designed" in note for note in rec["evidence"]["notes"])
-    assert bad in proc.stderr  # the warning on the terminal names it too
+    assert bad in stderr  # the warning on the terminal names it too

@@ -8,6 +8,7 @@ import pytest
 from autoscale_ray.search.specs import log_grid
 from autoscale_ray.predictor import Predictor
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
+from helpers import drive_plan
 
 DOMAINS = ("fast", "mid", "slow")
 E = np.array([1.0, 1.5, 2.0])
@@ -38,15 +39,7 @@ def run_search(probes, target, predictor_design: dict | None = None, **design):
     pred = Predictor(DOMAINS, target, probes=probes, **(design if predictor_design is None else predictor_design))
     plan = DDOPlan(cfg)
     plan.start()
-    n = 0
-    while not plan.finished:
-        batch = []
-        while (spec := plan.next_spec(f"t{n}")) is not None:
-            batch.append((f"t{n}", spec))
-            n += 1
-        assert batch
-        for tid, spec in batch:
-            plan.complete(tid, oracle(spec), True, pred)
+    drive_plan(plan, pred, oracle)
     return plan, pred
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from autoscale_ray.storage import Store
-from test_pipeline import config as pipeline_config
+from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
+from helpers import config_file
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ PLANNED = 2 * (2 * 4 + 1)
 
 
 def config(tmp: Path, name: str = "safe", file: str | None = None, **search) -> Path:
-    return pipeline_config(tmp, name, file, **search)
+    return config_file(tmp, name, file, **search)
 
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -68,7 +69,9 @@ def wait_for_done(out: Path, k: int, proc: subprocess.Popen, log: Path, limit: f
     pytest.fail("the search made no progress: " + log.read_text()[-3000:])
 
 
-def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Path) -> None:
+def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Path, cli) -> None:  # noqa: F811
+    """The first search runs in a subprocess (it gets SIGINT; a second process contends for its
+    lock); the other commands run in this process."""
     out, cfg = tmp_path / "out", config(tmp_path)
     canary = tmp_path / "victim"
     canary.mkdir()
@@ -80,8 +83,10 @@ def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Pa
     wait_for_done(out, 3, proc, log)
 
     # a second run into the busy folder: refused by the marker, and with --restart by the lock
-    second = run_cli("run", str(cfg), "--out", str(out))
-    assert second.returncode == 2 and "holds a search (running)" in second.stderr, second.stderr[-2000:]
+    code, _, stderr = cli("run", str(cfg), "--out", str(out))
+    assert code == 2 and "holds a search (running)" in stderr, stderr[-2000:]
+    assert len(stderr.strip().splitlines()) == 1
+    # (a second process: with --restart it gets as far as the lock, after starting Ray)
     busy = run_cli("run", str(cfg), "--out", str(out), "--restart")
     assert busy.returncode == 2 and "another autoscale-ray run is using this folder" in busy.stderr, \
         busy.stderr[-2000:]
@@ -103,16 +108,16 @@ def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Pa
 
     # --resume with another target and LR: refused, naming what differs
     changed = config(tmp_path, file="changed.yaml", target_budget=4e5, lr=1e-3)
-    refused = run_cli("run", str(changed), "--out", str(out), "--resume")
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert "config differs" in refused.stderr and "search.target_budget: 200000 -> 400000" in refused.stderr
-    assert "--restart" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    code, _, refused = cli("run", str(changed), "--out", str(out), "--resume")
+    assert code == 2, refused[-2000:]
+    assert "config differs" in refused and "search.target_budget: 200000 -> 400000" in refused
+    assert "--restart" in refused and len(refused.strip().splitlines()) == 1
 
     # a crafted Tune state in the output cannot run code on --resume
     proof = tmp_path / "PWNED"
     planted = plant_pickles(out / "tune" / "safe", proof)
-    resumed = run_cli("run", str(cfg), "--out", str(out), "--resume", "--json")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    code, resumed, stderr = cli("run", str(cfg), "--out", str(out), "--resume", "--json")
+    assert code == 0, stderr[-3000:]
     assert not proof.exists(), "a pickle from the output store was loaded"
     assert all(p.exists() for p in planted)  # left as they were, never read
     runs = pd.read_parquet(out / "runs.parquet")
@@ -122,13 +127,13 @@ def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Pa
     assert finished <= set(trained) and set(trained) == set(runs["key"])
     marker = json.loads((out / "autoscale-ray-search.json").read_text())
     assert marker["state"] == "complete" and marker["experiments"] == ["safe", "safe-resume1"]
-    rec = json.loads(resumed.stdout)
+    rec = json.loads(resumed)
     assert rec == json.loads((out / "recommendation.json").read_text())
 
     # a finished search is not overwritten by accident; --restart removes only what it wrote
     (out / "my-notes.txt").write_text("mine")
-    again = run_cli("run", str(cfg), "--out", str(out))
-    assert again.returncode == 2 and "holds a search (complete)" in again.stderr
+    code, _, again = cli("run", str(cfg), "--out", str(out))
+    assert code == 2 and "holds a search (complete)" in again
     assert (canary / "keep.txt").read_text() == "precious"
 
 

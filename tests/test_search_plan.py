@@ -9,6 +9,7 @@ import pytest
 
 from autoscale_ray.search.specs import ddo_perturbations, log_grid, lr_sweep
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
+from helpers import drive_plan
 
 W = {"a": 0.25, "b": 0.25, "c": 0.5}
 
@@ -44,6 +45,10 @@ def test_lr_grid_and_sweep() -> None:
     assert {s.lr for s in lr_sweep(500, W, grid)} == set(grid)
 
 
+OPTIMA = {1000: {"a": 0.2, "b": 0.3, "c": 0.5}, 4000: {"a": 0.15, "b": 0.35, "c": 0.5}}
+REC = {"tokens": 8000, "weights": {"a": 0.1, "b": 0.3, "c": 0.6}, "lr": 5e-4}
+
+
 class FakeFits:
     def __init__(self) -> None:
         self.added: list[str] = []
@@ -55,28 +60,17 @@ class FakeFits:
         return 1e-3 * (budget / 1000) ** -0.3
 
     def ddo_optimum(self, probe):
-        return {"tokens": probe, "weights": {"a": 0.2, "b": 0.3, "c": 0.5}}
+        return {"tokens": probe, "weights": OPTIMA[probe]}
 
     def note(self, text):
         self.notes = getattr(self, "notes", []) + [text]
 
     def recommendation(self):
-        return {"tokens": 8000, "weights": {"a": 0.1, "b": 0.3, "c": 0.6}, "lr": 5e-4}
+        return REC
 
 
 def drain(plan: DDOPlan, fits: FakeFits, fail: set[str] = frozenset()) -> list:
-    issued, n = [], 0
-    while not plan.finished:
-        batch = []
-        while (spec := plan.next_spec(f"t{n}")) is not None:
-            batch.append((f"t{n}", spec))
-            n += 1
-        assert batch, "plan stalled with nothing to issue"
-        for tid, spec in batch:
-            ok = spec.key not in fail
-            plan.complete(tid, [{"tokens": spec.budget, "loss": 1.0}] if ok else [], ok, fits)
-            issued.append(spec)
-    return issued
+    return drive_plan(plan, fits, lambda spec: [{"tokens": spec.budget, "loss": 1.0}], fail)
 
 
 def test_plan_runs_stages_in_order_and_finishes() -> None:
@@ -95,7 +89,25 @@ def test_plan_runs_stages_in_order_and_finishes() -> None:
             assert spec.lr == pytest.approx(fits.lr_for(spec.budget))
     assert "ddo/1000/a-up" not in fits.added and plan.done["ddo/1000/a-up"] == "failed"
     assert any("ddo/1000/a-up" in n and "fewer runs than designed" in n for n in fits.notes)
-    assert plan.results["recommendation"]["weights"]["c"] == 0.6
+    # each probe's DDO optimum (as the fits gave it) is recorded and verified at that probe
+    assert plan.results["ddo"] == {p: {"tokens": p, "weights": w} for p, w in OPTIMA.items()}
+    verify = [s for s in issued if s.stage == "verify"]
+    assert [(s.key, s.budget, s.probe, dict(s.weights)) for s in verify] == \
+        [(f"verify/{p:.4g}", p, p, w) for p, w in OPTIMA.items()]
+    assert all(s.lr == pytest.approx(fits.lr_for(s.budget)) for s in verify)
+    # the target stage starts once every probe's DDO runs are in: the projected mixture, the
+    # uniform one and the smallest probe's optimum, each with 2 seeds, at the target budget and
+    # the recommended LR
+    order = [s.stage for s in issued]
+    assert order.index("target") > max(i for i, st in enumerate(order) if st == "ddo")
+    arms = {"projected": REC["weights"], "uniform": {d: 1 / 3 for d in W}, "small-optimum": OPTIMA[1000]}
+    target = {(s.tags["arm"], s.seed): s for s in issued if s.stage == "target"}
+    assert sorted(target) == sorted((arm, seed) for arm in arms for seed in (0, 1))
+    for (arm, seed), s in target.items():
+        assert s.key == f"target/{arm}/{seed}" and s.budget == 16000 and s.lr == REC["lr"]
+        assert dict(s.weights) == pytest.approx(arms[arm])
+    assert plan.finished and not plan.in_flight and not plan.queue and not plan.waiting
+    assert plan.done == {s.key: "failed" if s.key == "ddo/1000/a-up" else "ok" for s in issued}
 
 
 def test_plan_pickles_midway_and_resumes() -> None:
