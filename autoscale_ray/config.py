@@ -15,7 +15,7 @@ search:
   probe_budgets: [2.0e5, 8.0e5]
   target_budget: 3.2e6
   lr_grid: [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]    # or lr: 3.0e-3 (no LR stage)
-  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2}
+  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 1}
 resources:
   max_concurrent_trials: 2
   cpus_per_trial: 1
@@ -69,6 +69,8 @@ class SearchSpec:
     up: float = 3.0
     design: str = "fixed-others"
     min_multiplier: float = 0.2
+    surrogate: str = "paper"          # DDO's surrogate: paper (additive) | transfer (per-domain losses)
+    rounds: int = 1                   # DDO rounds per probe: > 1 refines around the last optimum
     verify_probe: bool = True
     target_seeds: int = 0
     metric: str = "mean-loss"
@@ -100,6 +102,7 @@ class ExperimentConfig:
         return TrainConfig.from_mapping({**self.train, **per_trial}, f"{self.source}: train")
 
 
+SURROGATES = ("paper", "transfer")
 TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path")
 CHOSEN = ("embedded", "synthetic", "domains")   # the corpus kinds; exactly one is given
 WHOLE = Number(positive=False, whole=True, least=1)
@@ -110,6 +113,7 @@ SYNTHETIC_SPECS = {"docs_per_domain": Number(whole=True), "doc_chars": Number(wh
 CORPUS_SPECS = {"seq_len": Number(whole=True, most=1 << 20), "val_tokens": TOKENS}
 SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number(),
                 "up": Number(most=1e3), "min_multiplier": Number(), "verify_probe": Flag(),
+                "rounds": Number(positive=False, whole=True, least=1, most=5),
                 "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT}
 RESOURCE_SPECS = {"max_concurrent_trials": WHOLE, "cpus_per_trial": Number(most=1024),
                   "gpus_per_trial": Number(positive=False, most=64), "trials_per_gpu": WHOLE,
@@ -234,6 +238,9 @@ def _check_search(search: SearchSpec, where: str) -> None:
     if search.design not in ("fixed-others", "fixed-total"):
         raise BadInput(f"design {short(search.design)} is unknown", f"{where}.design",
                        "use fixed-others or fixed-total")
+    if search.surrogate not in SURROGATES:
+        raise BadInput(f"surrogate {short(search.surrogate)} is unknown", f"{where}.ddo.surrogate",
+                       f"use {' or '.join(SURROGATES)}")
     if search.metric not in ("mean-loss", "mean-ppl"):
         raise BadInput(f"metric {short(search.metric)} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
 

@@ -69,3 +69,29 @@ def test_gpu_shares(tmp_path: Path, resources: str, train: str, gpus: float) -> 
 def test_impossible_gpu_shares(tmp_path: Path, resources: str, train: str, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         load_config(_with(tmp_path, f"resources: {resources}", train))
+
+
+DDO_CONFIG = """corpus: {synthetic: true}
+search: {probe_budgets: [1.0e+6, 3.0e+6], target_budget: 1.0e+7, lr: 1.0e-3, ddo: %s}
+"""
+
+
+def test_ddo_surrogate_and_rounds(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(DDO_CONFIG % "{surrogate: transfer, rounds: 2}")
+    search = load_config(path).search
+    assert (search.surrogate, search.rounds) == ("transfer", 2)
+    path.write_text(DDO_CONFIG % "{}")
+    assert (load_config(path).search.surrogate, load_config(path).search.rounds) == ("paper", 1)
+
+
+@pytest.mark.parametrize("ddo, message", [
+    ("{surrogate: magic}", "search.ddo.surrogate: surrogate 'magic' is unknown; use paper or transfer"),
+    ("{rounds: 0}", "search.rounds: 0"),
+    ("{rounds: 1.5}", "search.rounds"),
+])
+def test_bad_ddo_settings(tmp_path: Path, ddo: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(DDO_CONFIG % ddo)
+    with pytest.raises(BadInput, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config(path)
