@@ -39,7 +39,8 @@ def main() -> None:
     from autoscale_ray.data import prepare_corpus, synthetic_corpus, synthetic_sources
     from autoscale_ray.train import TrainConfig
     from autoscale_ray.train.proxy import train_in_process
-    from autoscale_ray.train.trainable import fit_proxy
+    from autoscale_ray.train.job import ProxyJob
+    from autoscale_ray.train.runner import fit_proxy
 
     work = Path(tempfile.mkdtemp(prefix="train-overhead-"))
     ray.init(num_cpus=args.threads + 1, include_dashboard=False, log_to_driver=False)
@@ -56,8 +57,8 @@ def main() -> None:
     bare_wall = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    result = fit_proxy(cfg, {"corpus_dir": str(corpus.root), "storage_path": str(work / "ray"),
-                             "cpus_per_worker": float(args.threads)}, "ray")
+    result = fit_proxy(ProxyJob(cfg, str(corpus.root), "ray", storage_path=str(work / "ray"),
+                                cpus_per_worker=float(args.threads)))
     ray_wall = time.perf_counter() - t0
     ray_rows = result.return_value
     ray.shutdown()

@@ -55,11 +55,12 @@ def one_torch_thread():
 
 
 def _fit(corpus, tmp_path: Path, run_id: str, **changes):
-    from autoscale_ray.train.trainable import fit_proxy
+    from autoscale_ray.train.job import ProxyJob
+    from autoscale_ray.train.runner import fit_proxy
 
     cfg = TrainConfig(**{**BASE, **changes})
-    result = fit_proxy(cfg, {"corpus_dir": str(corpus.root), "storage_path": str(tmp_path),
-                             "cpus_per_worker": 0.5}, run_id)
+    result = fit_proxy(ProxyJob(cfg, str(corpus.root), run_id, storage_path=str(tmp_path),
+                                cpus_per_worker=0.5))
     assert result.error is None
     return result
 
@@ -134,15 +135,27 @@ def test_in_process_resume_and_masked_lm(corpus, reference, tmp_path):
 
 
 def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, reference, tmp_path):
+    """The search's own trainable (a suggestion + the trial contract) on Ray Train and in the
+    trial's process."""
     from ray import tune
 
-    from autoscale_ray.train.trainable import run_proxy_trial
+    from autoscale_ray.search.contract import TrialContract
+    from autoscale_ray.search.layout import trained_keys
+    from autoscale_ray.search.trial import search_trial
+    from autoscale_ray.storage import Store
 
+    per_trial = ("budget_tokens", "weights", "lr", "seed")
+    contracts = [TrialContract(
+        train={k: v for k, v in BASE.items() if k not in per_trial} | {"num_workers": 1},
+        corpus_dir=str(corpus.root), corpus_uri=None, output=str(tmp_path / "out"),
+        train_storage=str(tmp_path / "train"), in_process=in_process, use_gpu=False,
+        cpus_per_worker=0.5, gpus_per_worker=0.0, resources={"cpu": 0.5}).to_config()
+        for in_process in (False, True)]
     tuner = tune.Tuner(
-        tune.with_resources(run_proxy_trial, {"cpu": 0.5}),
-        param_space={**BASE, "corpus_dir": str(corpus.root), "storage_path": str(tmp_path / "train"),
-                     "cpus_per_worker": 0.5, "num_workers": 1, "stage": "test",
-                     "in_process": tune.grid_search([False, True])},
+        tune.with_resources(search_trial, {"cpu": 0.5}),
+        param_space={"key": "test/one", "stage": "test", "probe": None, "budget": BASE["budget_tokens"],
+                     "weights": BASE["weights"], "lr": BASE["lr"], "seed": BASE["seed"],
+                     "contract": tune.grid_search(contracts)},
         tune_config=tune.TuneConfig(max_concurrent_trials=1),
         run_config=tune.RunConfig(name="proxy", storage_path=str(tmp_path / "tune"), verbose=0),
     )
@@ -153,6 +166,8 @@ def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, refe
         assert frame["tokens"].tolist() == EVAL_TOKENS
         assert set(frame["stage"]) == {"test"} and frame["run_id"].nunique() == 1
         assert {f"loss.{d}" for d in corpus.domains} <= set(frame.columns)
+    assert {r["key"] for r in frames[0].to_dict("records")} == {"test/one"}
+    assert trained_keys(Store(str(tmp_path / "out"))) == ["test/one"] * 2  # recorded in the output store
     # Both paths stream the same plan in the same order with the same seed.
     assert np.allclose(frames[0]["loss"], frames[1]["loss"], atol=1e-4)
     assert np.allclose(frames[0]["loss"], [r["loss"] for r in reference], atol=1e-4)
