@@ -27,6 +27,8 @@ log(lambda) for the budget makes it exact.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,6 +41,10 @@ DESIGNS = ("fixed-others", "fixed-total")
 _B_MAX = 20.0          # keeps (x + a)^(-b) finite near the pole; larger b is not seen in practice
 _A_MAX = 1e3
 _POLE_GAP = 1e-2       # a_i >= -(1 - _POLE_GAP) * min(x): the pole stays left of every x used
+_B_SCAN = np.geomspace(1e-4, _B_MAX, 600)   # where the exact solve looks for sign changes in b
+_SAME_POINT = 1e-9     # an exact design's unmoved multipliers are 1 to this relative tolerance
+_MAX_COMBOS = 4096     # root combinations enumerated for `alternatives` (2^12: 12 two-root domains)
+_SSE_RTOL = 1e-6       # least-squares fits within this relative SSE of the best are ties
 
 
 # --------------------------------------------------------------------------- the design
@@ -231,19 +237,158 @@ def _solve(theta0: np.ndarray, free: np.ndarray, x: np.ndarray, y: np.ndarray,
     return out, float(2.0 * res.cost)
 
 
-def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol: float = 1e-2,
-            domains: Sequence[str] | None = None, n_starts: int = 24) -> DDOFit:
-    """Fit y = sum_i (x_i + a_i)^(-b_i) + C jointly over all runs (AutoScale's DDO surrogate).
+def _a_of_b(b: float, x1: float, x2: float, d12: float, lo_a: float, hi_a: float) -> float | None:
+    """The a with (x1 + a)^(-b) - (x2 + a)^(-b) = d12 (x1 < x2, d12 > 0), or None outside [lo_a, hi_a].
 
-    scipy.optimize.least_squares (trust-region reflective; bounds b_i in (0, 20],
-    a_i > -min(observed x_i, lower), so f_i is finite and convex wherever it is used). The joint
-    problem has local minima, so it is searched block by block: from the best of 9 shared starts
-    (a_i, b_i) on a 3 x 3 grid and `n_starts` mixed ones (each domain a grid point), each domain's (a_i, b_i, C) is refitted from the same grid with the
-    other domains held, then everything is polished jointly, until a sweep improves nothing.
-    Three points per domain (the paper's design) often admit two interpolating (a_i, b_i) with
-    different optima; such equally good fits found in the last sweep are kept in `alternatives`
-    (more factors per domain, or replicates, resolve them). Needs >= 3 distinct multipliers
-    (within `rtol`) per domain and at least 2m + 1 runs.
+    The left side falls monotonically in a (from +inf at the pole to 0), so the root is unique."""
+    def h(a: float) -> float:
+        return (x1 + a) ** (-b) - (x2 + a) ** (-b) - d12
+
+    h_lo, h_hi = h(lo_a), h(hi_a)
+    if not (math.isfinite(h_lo) and math.isfinite(h_hi)) or h_lo < 0.0 or h_hi > 0.0:
+        return None
+    return float(brentq(h, lo_a, hi_a, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
+def domain_roots(x: Sequence[float], v: Sequence[float], *, lo_a: float,
+                 hi_a: float = _A_MAX) -> list[tuple[float, float]]:
+    """Every (a, b) with (x_k + a)^(-b) - (x_l + a)^(-b) = v_k - v_l on three points (x_k, v_k).
+
+    f(x) = (x + a)^(-b) + c through three points (Kang et al. 2024, AutoScale's per-domain fit):
+    c drops out of the two differences. With x1 < x2 < x3, the first difference fixes a(b) (unique,
+    `_a_of_b`); the roots are the zeros in b of F(b) = (x2 + a(b))^(-b) - (x3 + a(b))^(-b) - (v2 - v3),
+    bracketed by sign changes on a log grid of b in [1e-4, 20] and refined with brentq. Typically
+    two: a "log-like" one (small b, a near the pole) and a power-law one. Points that no convex
+    decreasing f passes through (v not falling, or falling faster on the right) give none.
+    Returns the roots sorted by b; only those with lo_a <= a <= hi_a.
+    """
+    order = np.argsort(np.asarray(x, dtype=float), kind="stable")
+    x1, x2, x3 = (float(np.asarray(x, dtype=float)[k]) for k in order)
+    v1, v2, v3 = (float(np.asarray(v, dtype=float)[k]) for k in order)
+    d12, d23 = v1 - v2, v2 - v3
+    if not (d12 > 0.0 and d23 > 0.0 and d12 / (x2 - x1) > d23 / (x3 - x2)):
+        return []
+
+    def F(b: float) -> float:
+        a = _a_of_b(b, x1, x2, d12, lo_a, hi_a)
+        return math.nan if a is None else (x2 + a) ** (-b) - (x3 + a) ** (-b) - d23
+
+    values = [F(float(b)) for b in _B_SCAN]
+    roots: list[tuple[float, float]] = []
+    for k in range(len(_B_SCAN) - 1):
+        f0, f1 = values[k], values[k + 1]
+        if not (math.isfinite(f0) and math.isfinite(f1)):
+            continue
+        if f0 == 0.0:
+            b = float(_B_SCAN[k])
+        elif f0 * f1 < 0.0:
+            b = float(brentq(F, float(_B_SCAN[k]), float(_B_SCAN[k + 1]), xtol=1e-15,
+                             rtol=4 * np.finfo(float).eps, maxiter=500))
+        else:
+            continue
+        a = _a_of_b(b, x1, x2, d12, lo_a, hi_a)
+        if a is not None:
+            roots.append((a, b))
+    return roots
+
+
+def _exact_design(x: np.ndarray, rtol: float) -> tuple[int, list[tuple[int, int]]] | None:
+    """(base row, per domain its two perturbed rows) when the runs are the paper's 2m + 1
+    fixed-others design: one run at x = 1 and, per domain, two runs that move only that domain to
+    two distinct multipliers (the others at 1 within _SAME_POINT). None otherwise."""
+    n, m = x.shape
+    if n != 2 * m + 1:
+        return None
+    moved = np.abs(x - 1.0) > _SAME_POINT
+    base = np.flatnonzero(~moved.any(axis=1))
+    if len(base) != 1:
+        return None
+    pairs: list[tuple[int, int]] = []
+    for i in range(m):
+        rows = np.flatnonzero(moved[:, i] & (moved.sum(axis=1) == 1))
+        if len(rows) != 2 or len(_group_points(x[[int(base[0]), *rows], i:i + 1], rtol)) != 3:
+            return None
+        pairs.append((int(rows[0]), int(rows[1])))
+    return int(base[0]), pairs
+
+
+def _fit_exact(x: np.ndarray, y: np.ndarray, design: tuple[int, list[tuple[int, int]]],
+               lo_a: np.ndarray, floor: float) -> DDOFit | None:
+    """The exact fit of the 2m + 1 design by the root rule (see fit_ddo); None if no root
+    combination interpolates the runs with C >= floor."""
+    base, pairs = design
+    n, m = x.shape
+    roots = []
+    for i, (r1, r2) in enumerate(pairs):
+        found = domain_roots([1.0, x[r1, i], x[r2, i]], [y[base], y[r1], y[r2]], lo_a=float(lo_a[i]))
+        if not found:
+            return None
+        roots.append(found)
+    # g_i(1) per root: C = y_base - sum_i g_i(1), so the largest C takes, per domain, the root with
+    # the smallest g_i(1) (the largest c_i); near-equal g_i(1) (within 1e-9) go to the larger b.
+    g1 = [[(1.0 + a) ** (-b) for a, b in r] for r in roots]
+    pick = []
+    for i, r in enumerate(roots):
+        best = min(g1[i])
+        tied = [k for k in range(len(r)) if g1[i][k] <= best + 1e-9 * max(1.0, abs(best))]
+        pick.append(max(tied, key=lambda k: r[k][1]))
+
+    def theta_of(combo: Sequence[int]) -> np.ndarray:
+        a = np.array([roots[i][k][0] for i, k in enumerate(combo)])
+        b = np.array([roots[i][k][1] for i, k in enumerate(combo)])
+        return np.concatenate([a, b, [y[base] - float(np.sum((1.0 + a) ** (-b)))]])
+
+    theta = theta_of(pick)
+    if theta[-1] < floor:
+        return None
+    alternatives = []
+    for combo in itertools.islice(itertools.product(*[range(len(r)) for r in roots]), _MAX_COMBOS):
+        if list(combo) != pick:
+            t = theta_of(combo)
+            if t[-1] >= floor:
+                alternatives.append((t[:m].copy(), t[m:2 * m].copy(), float(t[-1])))
+    return DDOFit(a=theta[:m].copy(), b=theta[m:2 * m].copy(), constant=float(theta[-1]),
+                  residuals=_model(theta, x, m) - y, dof=0, alternatives=tuple(alternatives))
+
+
+def _best(cands: Sequence[tuple[np.ndarray, float]], scale: float) -> tuple[np.ndarray, float]:
+    """The tie rule of the least-squares path: fits within _SSE_RTOL (relative, plus 1e-12 of the
+    data's spread) of the smallest SSE are equally good; of those the largest C wins (the rule of
+    the exact path), then the earlier candidate."""
+    s_min = min(s for _, s in cands)
+    tol = _SSE_RTOL * s_min + 1e-12 * scale
+    tied = [c for c in cands if c[1] <= s_min + tol]
+    return max(tied, key=lambda c: c[0][-1])
+
+
+def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol: float = 1e-2,
+            domains: Sequence[str] | None = None, n_starts: int = 24,
+            floor: float = 0.0) -> DDOFit:
+    """Fit y = sum_i (x_i + a_i)^(-b_i) + C over all runs (AutoScale's DDO surrogate), C >= floor.
+
+    C is the surrogate's objective with unlimited data of every domain, so it is constrained to
+    the normalised metric's floor (`floor`: 0 for a loss or perplexity ratio; -inf lifts it).
+
+    Exact designs (the paper's 2m + 1 fixed-others runs: a base and two single-domain perturbations
+    per domain): each domain's two difference equations are solved for every root (a_i, b_i)
+    (`domain_roots`; typically two, a log-like one with small b_i and a power law), every
+    combination gives C = y_base - sum_i (1 + a_i)^(-b_i), and those with C >= floor interpolate
+    the runs equally well. RULE: the largest C, i.e. per domain the root with the smallest
+    (1 + a_i)^(-b_i) (the largest c_i; ties within 1e-9 to the larger b_i). It is separable, so a
+    tiny change of the input cannot flip it (roots move continuously), and on the paper's 1.2B
+    runs it is the root scipy's curve_fit finds from its default start (1, 1, 1) in AutoScale's
+    notebook. Every other combination with C >= floor is kept in `alternatives` (the first
+    _MAX_COMBOS in order). If no combination has C >= floor, or some domain's three points admit
+    no convex decreasing f_i, the design is fitted as a regression.
+
+    Regressions (replicates, more factors, fixed-total): scipy.optimize.least_squares
+    (trust-region reflective; bounds b_i in (0, 20], a_i > -min(observed x_i, lower), C >= floor),
+    searched block by block from 9 shared starts (a_i, b_i) on a 3 x 3 grid and `n_starts` mixed
+    ones (fixed seed), each domain refitted from the grid with the others held, until a sweep
+    improves nothing; then polished. Fits within a relative 1e-6 of the best SSE are ties,
+    broken by the same rule (the largest C); equally good (a_i, b_i) of single domains found in
+    the last sweep go to `alternatives`. Needs >= 3 distinct multipliers (within `rtol`) per
+    domain and at least 2m + 1 runs.
     """
     x = np.asarray(multipliers, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -251,6 +396,9 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
     if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x <= 0).any():
         raise BadInput("DDO needs finite objectives and every run to train on every domain", None,
                        "drop failed runs and runs that leave a domain out (use a small factor)")
+    if math.isnan(floor) or floor == math.inf:
+        raise BadInput(f"objective floor {floor}", None,
+                       "give the normalised metric's floor (0 for a loss or perplexity ratio)")
     names = list(domains) if domains is not None else [f"#{i}" for i in range(m)]
     for i in range(m):
         distinct = _group_points(x[:, i:i + 1], rtol)
@@ -262,13 +410,21 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
         raise BadInput(f"{n} runs for {2 * m + 1} parameters", None,
                        "run the base plus a down and an up perturbation of every domain")
     x_min = np.minimum(x.min(axis=0), lower)
-    lo = np.concatenate([-(1.0 - _POLE_GAP) * x_min, np.full(m, 1e-8), [-np.inf]])
+    lo = np.concatenate([-(1.0 - _POLE_GAP) * x_min, np.full(m, 1e-8), [floor]])
     hi = np.concatenate([np.full(m, _A_MAX), np.full(m, _B_MAX), [np.inf]])
+
+    exact = _exact_design(x, rtol)
+    if exact is not None:
+        fit = _fit_exact(x, y, exact, lo[:m], floor)
+        if fit is not None:
+            return fit
+
     everything = np.ones(2 * m + 1, dtype=bool)
+    scale = float(np.sum((y - y.mean()) ** 2)) + 1e-300
 
     def start(theta: np.ndarray) -> np.ndarray:
         theta = np.clip(theta, lo, hi)
-        theta[-1] = np.mean(y - _model(theta, x, m))
+        theta[-1] = max(floor, float(np.mean(y - _model(theta, x, m))))
         return theta
 
     # Joint starts: the shared grid points, then mixed ones (each domain its own grid point, from
@@ -278,9 +434,8 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
     picks = [np.full(m, k) for k in range(len(grid))]
     rng = np.random.default_rng(0)
     picks += [rng.integers(len(grid), size=m) for _ in range(n_starts)]
-    theta, sse = min((_solve(start(np.concatenate([grid[p, 0], grid[p, 1], [0.0]])),
-                             everything, x, y, lo, hi) for p in picks), key=lambda r: r[1])
-    scale = float(np.sum((y - y.mean()) ** 2)) + 1e-300
+    theta, sse = _best([_solve(start(np.concatenate([grid[p, 0], grid[p, 1], [0.0]])),
+                               everything, x, y, lo, hi) for p in picks], scale)
     for _sweep in range(4):
         alternatives: list[np.ndarray] = []
         improved = False
@@ -292,7 +447,7 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
                 t0 = theta.copy()
                 t0[i], t0[m + i] = a0, b0
                 tries.append(_solve(start(t0), block, x, y, lo, hi))
-            cand, cand_sse = min(tries, key=lambda r: r[1])
+            cand, cand_sse = _best(tries, scale)
             if cand_sse < sse - 1e-10 * scale:
                 theta, sse = _solve(cand, everything, x, y, lo, hi)
                 improved = True
@@ -377,9 +532,12 @@ class DDOResult:
 def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None = None,
               design: str = "auto", factors: Sequence[float] = (0.2, 3.0), lower: float = 0.2,
               rtol: float = 1e-2, names: Sequence[str] | None = None,
-              domains: Sequence[str] | None = None) -> DDOResult:
+              domains: Sequence[str] | None = None, floor: float = -math.inf) -> DDOResult:
     """DDO from per-run token quantities (runs x domains) and each run's final objective.
-    `names` label the runs and `domains` the columns in error messages."""
+    `names` label the runs and `domains` the columns in error messages. `floor` is the floor of
+    the objective normalised by the base run's (0 for a loss or perplexity); its default -inf
+    leaves C free, as before it existed. `weight_spread` is the largest weight change over every
+    alternative fit (in exact designs: every other root combination with C >= floor)."""
     q = np.asarray(quantities, dtype=float)
     obj = np.asarray(objective, dtype=float)
     d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
@@ -387,7 +545,8 @@ def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None
     if not base_obj > 0:
         raise BadInput(f"the base run's objective is {base_obj}", None,
                        "DDO normalises by the base objective; use a positive metric (loss, perplexity)")
-    fit = fit_ddo(d.multipliers, obj / base_obj, lower=lower, rtol=rtol, domains=domains)
+    fit = fit_ddo(d.multipliers, obj / base_obj, lower=lower, rtol=rtol, domains=domains,
+                  floor=floor)
     base_q = q[d.base]
     opt = optimize_mixture(fit, base_q / base_q.sum(), lower=lower)
     spread = 0.0
