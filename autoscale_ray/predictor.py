@@ -18,7 +18,7 @@ import pandas as pd
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.loss_law import fit_loss_law
-from autoscale_ray.laws.lr_horizon import fit_horizon, fit_lr_horizon
+from autoscale_ray.laws.lr_horizon import BETA_BJORCK, fit_horizon, fit_lr_horizon
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.ddo import ddo
@@ -26,7 +26,7 @@ from autoscale_ray.fits.project import project
 
 log = logging.getLogger("autoscale_ray")
 
-BETA_PRIOR = 0.32     # Bjorck et al.'s LR-horizon exponent, used until two horizons are fitted
+BETA_PRIOR = BETA_BJORCK  # Bjorck et al.'s LR-horizon exponent, used until two horizons are fitted
 META = ("key", "stage", "probe", "arm")
 
 
@@ -34,7 +34,8 @@ class Predictor:
     def __init__(self, domains: Sequence[str], target: int, *, probes: Sequence[int],
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
                  min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None,
-                 design: str = "auto", down: float = 0.2, up: float = 3.0) -> None:
+                 design: str = "auto", down: float = 0.2, up: float = 3.0,
+                 batch_tokens: int | None = None) -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -45,6 +46,8 @@ class Predictor:
         self.min_weight = min_weight
         # the search's DDO design, so the fit never has to guess it from the runs
         self.design, self.down, self.up = design, down, up
+        # the proxies' global batch (tokens): LR*(D) is fitted at it, so the LR holds for it
+        self.batch_tokens = None if batch_tokens is None else int(batch_tokens)
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -112,6 +115,16 @@ class Predictor:
             self._note(f"LR sweep at {horizon:.4g} tokens did not bracket its optimum ({fit.reason});"
                        f" using its best observed LR {lr:.3g}")
         return float(lr * (budget / horizon) ** -BETA_PRIOR)
+
+    def lr_best(self, probe: int) -> float | None:
+        """The LR of `probe`'s sweep with the lowest final loss (mean over replicates), None
+        before any of its runs is in. Ties go to the smaller LR (the frame's order is fixed)."""
+        f = self.frame("lr", probe)
+        if f.empty:
+            return None
+        final = self._table(f, f"lr sweep {probe}").final()
+        mean = final.groupby("lr", sort=True)["loss"].mean()
+        return float(mean.idxmin())
 
     def lr_horizons(self) -> list[dict[str, Any]]:
         """Each swept horizon's quadratic fit (vertex LR*, whether the grid bracketed it)."""
@@ -186,16 +199,19 @@ class Predictor:
         law = self.lr_law()
         lr = float(law.predict(self.target)) if law else self.lr_for(self.target)
         interval = list(law.interval(self.target)) if law else [math.nan, math.nan]
+        if self.batch_tokens is not None:
+            self._note(f"the LR holds for the proxies' global batch of {self.batch_tokens} tokens: "
+                       f"LR*(D) is fitted at a fixed batch size (Bjorck et al.); a target run with "
+                       f"another batch needs its LR re-derived")
         at_bound = sorted({d for m in sources for d in m.at_bound} | set(mix.at_bound))
         return {
             "tokens": self.target, "weights": dict(mix.weights), "at_bound": at_bound,
-            "lr": lr, "lr_interval": interval,
+            "lr": lr, "lr_interval": interval, "lr_batch_tokens": self.batch_tokens,
             "expected_loss": self.expected_losses(self.target),
             "evidence": {
                 "probe_optima": {str(p): self.optima[p].to_json() for p in probes},
                 "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
-                "lr_law": None if law is None else {"B": law.B, "beta": law.beta,
-                                                    "horizons": law.n_used},
+                "lr_law": None if law is None else law.to_json(),
                 "lr_horizons": self.lr_horizons(),
                 "trials": sorted({r["key"] for r in self.rows}),
                 "notes": list(dict.fromkeys(self.notes)),

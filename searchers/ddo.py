@@ -5,9 +5,14 @@ are complete, what comes next. `DDOSearcher` is the thin Tune adapter around it,
 `OptunaSearch`: `suggest` asks the plan, `on_trial_complete` tells it, `save`/`restore` persist it.
 All math is asked of a predictor (`autoscale_ray.predictor.Predictor`, a named Ray actor in a search).
 
-Stages (docs/architecture.md, "The pipeline"), pipelined per probe budget so trial slots stay busy:
-  lr      at each probe budget N_k, a sweep of peak LRs on the base mixture;
-  ddo     once N_k's sweep is in: the 2m+1 perturbation runs at N_k, at LR*(budget) from the LR law;
+Stages (docs/architecture.md, "The pipeline"), pipelined per probe budget after the LR stage:
+  lr      at each probe budget N_k, a sweep of peak LRs on the base mixture; a sweep whose best
+          observed LR is at its grid's edge is extended past that edge (`lr_extend` LRs a round,
+          continuing the grid's log spacing, at most `lr_extend_rounds` rounds);
+  ddo     once EVERY probe's sweep is in (extensions too): the 2m+1 perturbation runs at each N_k,
+          at LR*(budget) from the LR law over all horizons. Waiting for all sweeps costs no slot
+          time that could change an answer (nothing else can run before the LR law), and it makes
+          each DDO run's LR the same whatever order the sweep trials finished in;
   verify  once N_k's DDO runs are in: optionally one run at the DDO optimum of N_k;
   target  once every probe is in: optionally the projected, uniform and smallest-probe optimum
           mixtures trained at the target budget (each with several seeds).
@@ -23,6 +28,7 @@ Stages (docs/architecture.md, "The pipeline"), pipelined per probe budget so tri
 from __future__ import annotations
 
 import logging
+import math
 
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -44,6 +50,7 @@ class Fits(Protocol):
 
     def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None: ...
     def lr_for(self, budget: float) -> float: ...
+    def lr_best(self, probe: int) -> float | None: ...
     def ddo_optimum(self, probe: int) -> dict[str, Any]: ...
     def recommendation(self) -> dict[str, Any]: ...
     def note(self, text: str) -> None: ...
@@ -62,8 +69,12 @@ class PlanConfig:
     verify_probe: bool = False            # a run at each probe's DDO optimum
     target_seeds: int = 0                 # > 0: train predicted/uniform/small-optimum at the target
     seed: int = 0
+    lr_extend: int = 2                    # LRs added past an edge sweep's best LR per round (0: none)
+    lr_extend_rounds: int = 3             # extension rounds at most, per probe
 
     def planned_trials(self) -> int:
+        """Trials the design asks for before any LR-sweep extension (`DDOPlan.planned_trials`
+        adds the extensions enqueued so far)."""
         m = len(self.base_weights)
         k = len(self.probes)
         return k * len(self.lrs) + k * (2 * m + 1) + (k if self.verify_probe else 0) \
@@ -83,14 +94,27 @@ class DDOPlan:
     waiting: dict[str, set[str]] = field(default_factory=dict)  # group -> keys still to finish
     results: dict[str, Any] = field(default_factory=dict)   # fits reached: lr/ddo/recommendation
     finished: bool = False
+    lr_grids: dict[int, list[float]] = field(default_factory=dict)  # probe -> LRs swept, sorted
+    lr_rounds: dict[int, int] = field(default_factory=dict)  # probe -> extension rounds issued
+    lr_open: set[int] = field(default_factory=set)           # probes whose LR stage is not final
+    lr_extra: int = 0                                         # extension trials enqueued
 
     def start(self) -> None:
         cfg = self.cfg
-        for probe in cfg.probes:
-            if cfg.lrs:
-                self._enqueue(f"lr/{probe}", lr_sweep(probe, cfg.base_weights, cfg.lrs, cfg.seed))
-            else:
+        if not cfg.lrs:
+            for probe in cfg.probes:
                 self._enqueue(f"ddo/{probe}", self._ddo_specs(probe, lambda b: float(cfg.lr)))
+            return
+        for probe in cfg.probes:
+            self.lr_grids[probe] = sorted(float(lr) for lr in cfg.lrs)
+            self.lr_rounds[probe] = 0
+            self.lr_open.add(probe)
+            self._enqueue(f"lr/{probe}", lr_sweep(probe, cfg.base_weights, self.lr_grids[probe],
+                                                  cfg.seed))
+
+    def planned_trials(self) -> int:
+        """The design's trials plus the LR-sweep extensions enqueued so far."""
+        return self.cfg.planned_trials() + self.lr_extra
 
     # -- the Tune-facing half -------------------------------------------------------------
     def next_spec(self, trial_id: str) -> TrialSpec | None:
@@ -135,8 +159,7 @@ class DDOPlan:
         stage, _, probe_text = group.partition("/")
         cfg = self.cfg
         if stage == "lr":
-            probe = int(probe_text)
-            self._enqueue(f"ddo/{probe}", self._ddo_specs(probe, fits.lr_for))
+            self._lr_sweep_done(int(probe_text), fits)
         elif stage == "ddo":
             probe = int(probe_text)
             try:
@@ -156,6 +179,29 @@ class DDOPlan:
         elif stage == "target":
             self.results["recommendation"] = fits.recommendation()
 
+    def _lr_sweep_done(self, probe: int, fits: Fits) -> None:
+        """A round of `probe`'s sweep is in: extend it past an edge best LR, or close its LR
+        stage; once every probe's is closed, issue every probe's DDO runs (in probe order)."""
+        cfg = self.cfg
+        grid = self.lr_grids[probe]
+        side = _edge_side(fits.lr_best(probe), grid)
+        if side is not None and cfg.lr_extend > 0 and len(grid) >= 2:
+            if self.lr_rounds[probe] < cfg.lr_extend_rounds:
+                new = _extend(grid, side, cfg.lr_extend)
+                self.lr_rounds[probe] += 1
+                self.lr_grids[probe] = sorted(grid + new)
+                self.lr_extra += len(new)
+                self._enqueue(f"lr/{probe}", lr_sweep(probe, cfg.base_weights, new, cfg.seed))
+                return
+            fits.note(f"LR sweep at {probe:.4g} tokens: best LR still at the "
+                      f"{'smallest' if side == 'low' else 'largest'} of {len(grid)} swept after "
+                      f"{cfg.lr_extend_rounds} extension round(s); its optimum is not bracketed")
+        self.lr_open.discard(probe)
+        if self.lr_open:
+            return
+        for p in cfg.probes:
+            self._enqueue(f"ddo/{p}", self._ddo_specs(p, fits.lr_for))
+
     def _recommend(self, fits: Fits) -> None:
         cfg = self.cfg
         rec = fits.recommendation()
@@ -171,6 +217,27 @@ class DDOPlan:
                            {"arm": arm})
                  for arm, weights in arms.items() for seed in range(cfg.seed, cfg.seed + cfg.target_seeds)]
         self._enqueue("target/all", specs)
+
+
+def _edge_side(best: float | None, grid: Sequence[float]) -> str | None:
+    """"low" / "high" when the best observed LR is the smallest / largest swept (failed LRs
+    included: a diverged LR above the best brackets it), else None."""
+    if best is None or not grid:
+        return None
+    if math.isclose(best, grid[0], rel_tol=1e-9):
+        return "low"
+    if math.isclose(best, grid[-1], rel_tol=1e-9):
+        return "high"
+    return None
+
+
+def _extend(grid: Sequence[float], side: str, n: int) -> list[float]:
+    """n LRs past the `side` end of the sorted `grid`, continuing the log spacing of its last two."""
+    if side == "high":
+        ratio = grid[-1] / grid[-2]
+        return [float(grid[-1] * ratio ** k) for k in range(1, n + 1)]
+    ratio = grid[1] / grid[0]
+    return [float(grid[0] / ratio ** k) for k in range(1, n + 1)]
 
 
 class DDOSearcher(PickledState, Searcher):

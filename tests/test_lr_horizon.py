@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.laws.lr_horizon import fit_horizon, fit_lr_horizon
+from autoscale_ray.laws.lr_horizon import (BETA_BJORCK, BETA_PRIOR_SD, fit_horizon, fit_lr_horizon,
+                                         shrink_beta)
 
 B_TRUE, BETA_TRUE = 0.9, 0.32
 HORIZONS = (1e8, 4e8, 1.6e9, 6.4e9)
 GRID = np.logspace(-4.5, -1, 9)  # fixed across horizons, so the optimum moves within it
 
 
-def lr_star(tokens: float) -> float:
-    return B_TRUE * tokens ** -BETA_TRUE
+def lr_star(tokens: float, beta: float = BETA_TRUE) -> float:
+    return B_TRUE * tokens ** -beta
 
 
 def sweep(*, horizons=HORIZONS, grid=GRID, k=0.05, cubic=0.002, noise=0.003, seed=0,
-          reps=1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          reps=1, beta=BETA_TRUE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """L = L0(D) + k x^2 + cubic x^3 + noise, x = log LR - log LR*(D): asymmetric like real sweeps
     (steeper above the optimum), x = 0 still the minimum."""
     rng = np.random.default_rng(seed)
@@ -29,7 +30,7 @@ def sweep(*, horizons=HORIZONS, grid=GRID, k=0.05, cubic=0.002, noise=0.003, see
     for d in horizons:
         for g in grid:
             for _ in range(reps):
-                x = math.log(g) - math.log(lr_star(d))
+                x = math.log(g) - math.log(lr_star(d, beta))
                 lr.append(g)
                 loss.append(2.0 + 50 * d ** -0.3 + k * x * x + cubic * x ** 3
                             + noise * rng.standard_normal())
@@ -157,3 +158,52 @@ def test_bad_values_are_bad_input(field: str, value: float) -> None:
     data[field][2] = value
     with pytest.raises(BadInput, match=rf"{field}\[2\]"):
         fit_lr_horizon(**data)
+
+
+# ---------------------------------------------------------------- the prior on beta
+
+def test_shrinkage_is_the_precision_weighted_mean() -> None:
+    # estimate 0.5 with se 0.1, prior 0.32 with sd 0.2: precisions 100 and 25
+    beta, sd = shrink_beta(0.5, 0.1, prior=0.32, prior_sd=0.2)
+    assert beta == pytest.approx((0.5 * 100 + 0.32 * 25) / 125, abs=1e-12)  # 0.464
+    assert sd == pytest.approx(1 / math.sqrt(125), abs=1e-12)
+    assert shrink_beta(0.5, 0.0) == (0.5, 0.0)                 # exact data: the data alone
+    assert shrink_beta(0.5, math.inf) == pytest.approx((BETA_BJORCK, BETA_PRIOR_SD))  # no data
+    b, s = shrink_beta(0.5, math.nan)
+    assert b == 0.5 and math.isnan(s)
+    with pytest.raises(BadInput, match="prior sd"):
+        shrink_beta(0.5, 0.1, prior_sd=0.0)
+
+
+def test_two_horizon_law_is_shrunk_toward_the_prior() -> None:
+    data = sweep(horizons=(1e8, 1.6e9), cubic=0.0, seed=3, noise=0.03)
+    raw = fit_lr_horizon(*data, beta_prior=None)
+    law = fit_lr_horizon(*data, beta_prior=0.6, beta_prior_sd=0.1)
+    assert raw.beta == raw.beta_raw == law.beta_raw and raw.beta_se == law.beta_raw_se
+    w_data, w_prior = 1 / raw.beta_se ** 2, 1 / 0.1 ** 2
+    assert law.beta == pytest.approx((raw.beta * w_data + 0.6 * w_prior) / (w_data + w_prior))
+    assert law.beta_se < raw.beta_se and raw.beta < law.beta < 0.6
+    # the line turns about the weighted centre: there both laws give the same LR*
+    v1, v2 = law.used_var
+    x_c = (law.used_log_d[0] * v2 + law.used_log_d[1] * v1) / (v1 + v2)
+    assert law.log_d_centre == pytest.approx(x_c)
+    assert float(law.predict(math.exp(x_c))) == pytest.approx(float(raw.predict(math.exp(x_c))))
+    # without a prior the interval is the interpolation's delta-method one
+    for d in (4e8, 1e12):
+        lam = (math.log(d) - raw.used_log_d[0]) / (raw.used_log_d[1] - raw.used_log_d[0])
+        assert raw.log_se(d)[0] == pytest.approx(math.sqrt((1 - lam) ** 2 * v1 + lam ** 2 * v2))
+        assert law.log_se(d)[0] <= raw.log_se(d)[0]
+    assert law.to_json()["beta_raw"] == raw.beta and law.to_json()["beta_prior"] == 0.6
+
+
+def test_with_many_horizons_the_data_win() -> None:
+    """A true beta far from the prior (0.5 vs 0.32): four low-noise horizons recover it."""
+    horizons = (1e8, 4e8, 1.6e9, 6.4e9)
+    grid = np.logspace(-5.5, -1.5, 11)
+    law = fit_lr_horizon(*sweep(horizons=horizons, grid=grid, cubic=0.0, noise=0.001, beta=0.5))
+    exact = fit_lr_horizon(*sweep(horizons=horizons, grid=grid, cubic=0.0, noise=0.0, beta=0.5))
+    assert law.beta_prior == BETA_BJORCK and law.n_used == 4
+    assert abs(law.beta - 0.5) < 0.02 and abs(law.beta - law.beta_raw) < 0.01
+    assert exact.beta == pytest.approx(0.5, abs=1e-9)  # exact data: se 0, the prior has no weight
+    lo, hi = law.interval(1e11)
+    assert lo < float(law.predict(1e11)) < hi

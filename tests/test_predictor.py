@@ -9,6 +9,7 @@ from autoscale_ray.search.specs import log_grid
 from autoscale_ray.predictor import Predictor
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 from helpers import drive_plan
+from test_search_plan import drive_shuffled
 
 DOMAINS = ("fast", "mid", "slow")
 E = np.array([1.0, 1.5, 2.0])
@@ -100,3 +101,53 @@ def test_a_design_the_runs_do_not_follow_is_not_silently_redetected() -> None:
     assert not any(plan.results["ddo"].values()) and "recommendation" not in plan.results
     assert any("not a DDO perturbation design" in n and "(fixed-others)" in n for n in pred.notes)
     assert Predictor(DOMAINS, 1, probes=[1]).design == "auto"  # standalone use still detects
+
+
+def shuffled_search(probes, target, lrs, seed: int, slots: int = 3, **predictor):
+    """The plan and the predictor on the oracle, trials completed in a seeded random order."""
+    cfg = PlanConfig(probes=probes, base_weights={d: 1 / 3 for d in DOMAINS}, target=target, lrs=lrs)
+    pred = Predictor(DOMAINS, target, probes=probes, **predictor)
+    plan = DDOPlan(cfg)
+    plan.start()
+    return plan, pred, drive_shuffled(plan, pred, oracle, slots=slots, seed=seed)
+
+
+def test_ddo_lrs_do_not_depend_on_the_completion_order() -> None:
+    """Before, a probe whose sweep finished first took its DDO LR from the one-horizon fallback
+    (beta 0.32), the other from the two-horizon law: the answer followed the scheduling."""
+    probes, target = [20_000, 80_000], 1_280_000
+    lrs = log_grid(LR_B * probes[0] ** -LR_BETA, 5, 2.0)
+    answers = []
+    for seed in (0, 1, 2):
+        plan, pred, issued = shuffled_search(probes, target, lrs, seed)
+        answers.append(({s.key: s.lr for s in issued if s.stage == "ddo"},
+                        plan.results["recommendation"]["lr"]))
+    assert [s.stage for s in issued[:10]] == ["lr"] * 10
+    assert answers[0] == answers[1] == answers[2]  # bit for bit
+    law = pred.lr_law()
+    assert all(s.lr == float(law.predict(s.budget)) for s in issued if s.stage == "ddo")
+
+
+def test_an_edge_sweep_is_extended_until_the_law_is_fitted() -> None:
+    """The demo's failure: a grid whose largest LR is the best at a horizon left no LR law and an
+    empty interval. Extending the sweep brackets the optimum and the law is fitted."""
+    probes, target = [20_000, 80_000], 1_280_000
+    lrs = log_grid(LR_B * probes[0] ** -LR_BETA / 6, 4, 2.0)  # every LR below both optima
+    plan, pred, issued = shuffled_search(probes, target, lrs, seed=0, batch_tokens=4096)
+    assert plan.lr_extra > 0 and all(r >= 1 for r in plan.lr_rounds.values())
+    assert all(h["used"] for h in pred.lr_horizons())
+    law = pred.lr_law()
+    assert law is not None and law.beta_raw == pytest.approx(LR_BETA, abs=0.03)
+    rec = plan.results["recommendation"]
+    lo, hi = rec["lr_interval"]  # exact oracle: a (near) zero-width interval, but not empty
+    assert np.isfinite([lo, hi]).all() and lo <= rec["lr"] <= hi
+    assert rec["lr"] == pytest.approx(LR_B * target ** -LR_BETA, rel=0.15)
+    assert rec["lr_batch_tokens"] == 4096
+    assert any("4096 tokens" in n and "fixed batch size" in n for n in rec["evidence"]["notes"])
+    evidence = rec["evidence"]["lr_law"]
+    assert evidence["beta_raw"] == law.beta_raw and evidence["beta_prior"] == 0.32
+
+
+def test_recommendation_without_a_batch_size_says_none() -> None:
+    plan, pred = run_search([20_000, 80_000], 1_280_000)
+    assert plan.results["recommendation"]["lr_batch_tokens"] is None

@@ -6,6 +6,10 @@ u* = -b / (2c) is that horizon's optimal LR, LR*(D) = exp(u*). Across horizons t
 power law LR*(D) = B * D^(-beta) (beta ~ 0.32 at a fixed batch size), fitted here as the line
 log LR* = log B - beta * log D by least squares and extrapolated to the target horizon.
 
+The line's slope is shrunk toward Bjorck et al.'s beta = 0.32 (a Gaussian prior on beta, sd 0.1 by
+default; `shrink_beta`): with two horizons the slope rests on two noisy vertices and extrapolates
+far, so the prior steadies it; with many horizons or a small standard error the data win.
+
 A horizon whose lowest observed loss sits at the edge of its LR grid, or whose vertex falls outside
 the sampled LR range, has not bracketed its optimum: the vertex would be an extrapolation of the
 quadratic. Such horizons are flagged (`at_edge`), warned about on the `autoscale_ray` logger and
@@ -28,6 +32,8 @@ log = logging.getLogger("autoscale_ray")
 
 MIN_LRS = 3  # a quadratic needs three distinct LRs
 DEFAULT_WINDOW = 2  # grid LRs each side of the observed best that enter the quadratic
+BETA_BJORCK = 0.32  # Bjorck et al. 2024's LR-horizon exponent at a fixed batch size
+BETA_PRIOR_SD = 0.1  # prior sd on beta: covers the spread of exponents across their model sizes
 
 
 @dataclass(frozen=True)
@@ -74,18 +80,25 @@ class HorizonFit:
 class LRHorizonLaw:
     """LR*(D) = B * D^(-beta) fitted over the usable horizons (Bjorck et al. 2024).
 
-    Interval at a horizon D (`interval`), in log space:
-    - with n >= 3 horizons, the t prediction interval of the OLS line,
-      log LR*(D) +- t_{n-2} * s * sqrt(1 + 1/n + (log D - mean log D)^2 / Sxx);
-    - with exactly 2 horizons the line passes through both vertices and has no residual; the
-      per-horizon vertex variances v1, v2 (delta method on each quadratic) are propagated through
-      the interpolation weights, var = (1 - l)^2 v1 + l^2 v2 with l = (log D - log D1) / (log D2 -
-      log D1), with a t quantile at the Welch-Satterthwaite degrees of freedom of the two fits.
-      If either quadratic has no residual degrees of freedom the interval is (NaN, NaN). This
-      covers the noise of the two vertices only; horizon-to-horizon scatter cannot be estimated
-      from two points, so it is narrower in spirit than the n >= 3 prediction interval.
-    The line itself is ordinary (unweighted) least squares: per-horizon vertex variances from a
-    few LRs are too noisy to serve as weights.
+    The raw line is ordinary (unweighted) least squares of log LR* on log D (per-horizon vertex
+    variances from a few LRs are too noisy to serve as weights): slope -beta_raw, standard error
+    beta_raw_se. Its beta is then shrunk toward the prior (`shrink_beta`; `beta`, `beta_se` are the
+    posterior mean and sd; equal to the raw ones without a prior), and the line passes through the
+    centre (log_d_centre, its fitted log LR*), the point whose estimate is uncorrelated with the
+    slope: the mean of log D with n >= 3, the inverse-vertex-variance weighted mean with 2.
+
+    Interval at a horizon D (`interval`), in log space, x0 = log D, x_c the centre:
+    - with n >= 3 horizons, the t prediction interval of the line with the posterior slope sd,
+      log LR*(D) +- t_{n-2} * sqrt(s^2 (1 + 1/n) + (x0 - x_c)^2 beta_se^2) (without a prior,
+      beta_se^2 = s^2 / Sxx: the OLS prediction interval);
+    - with exactly 2 horizons the raw line passes through both vertices and has no residual; the
+      vertex variances v1, v2 (delta method on each quadratic) give the centre's variance
+      v1 v2 / (v1 + v2), so var = v1 v2 / (v1 + v2) + (x0 - x_c)^2 beta_se^2 (without a prior this
+      is (1 - l)^2 v1 + l^2 v2, l = (x0 - x1) / (x2 - x1)), with a t quantile at the
+      Welch-Satterthwaite degrees of freedom of the two fits' parts at x0 (conservative where the
+      prior carries the slope). If either quadratic has no residual degrees of freedom the
+      interval is (NaN, NaN). This covers the noise of the two vertices only; horizon-to-horizon
+      scatter cannot be estimated from two points.
     """
 
     B: float
@@ -101,6 +114,12 @@ class LRHorizonLaw:
     used_log_d: tuple[float, ...]
     used_var: tuple[float, ...]
     used_dof: tuple[int, ...]
+    beta_raw: float = math.nan
+    beta_raw_se: float = math.nan
+    beta_prior: float | None = None
+    beta_prior_sd: float = math.nan
+    log_d_centre: float = math.nan
+    centre_var: float = math.nan
 
     def predict(self, tokens: float | np.ndarray) -> np.ndarray:
         """LR*(D) = B * D^(-beta)."""
@@ -109,14 +128,14 @@ class LRHorizonLaw:
     def log_se(self, tokens: float) -> tuple[float, float]:
         """(standard error of log LR*, degrees of freedom) at horizon `tokens`."""
         x0 = math.log(float(tokens))
+        slope_part = (x0 - self.log_d_centre) ** 2 * self.beta_se ** 2
         if self.method == "t-regression":
-            se = self.resid_sd * math.sqrt(1 + 1 / self.n_used
-                                           + (x0 - self.log_d_mean) ** 2 / self.sxx)
+            se = math.sqrt(self.resid_sd ** 2 * (1 + 1 / self.n_used) + slope_part)
             return se, float(self.n_used - 2)
         (x1, x2), (v1, v2) = self.used_log_d, self.used_var
         lam = (x0 - x1) / (x2 - x1)
         parts = ((1 - lam) ** 2 * v1, lam ** 2 * v2)
-        return math.sqrt(sum(parts)), _satterthwaite(parts, self.used_dof)
+        return math.sqrt(self.centre_var + slope_part), _satterthwaite(parts, self.used_dof)
 
     def interval(self, tokens: float) -> tuple[float, float]:
         """(lo, hi) of LR* at horizon `tokens` at `level` (see the class docstring)."""
@@ -126,6 +145,33 @@ class LRHorizonLaw:
         q = float(stats.t.ppf(0.5 + self.level / 2, dof)) * se
         centre = math.log(float(self.predict(tokens)))
         return (math.exp(centre - q), math.exp(centre + q))
+
+    def to_json(self) -> dict[str, object]:
+        """The law's numbers (raw and shrunk beta, the prior) for reports."""
+        return {"B": self.B, "beta": self.beta, "beta_se": self.beta_se, "beta_raw": self.beta_raw,
+                "beta_raw_se": self.beta_raw_se, "beta_prior": self.beta_prior,
+                "beta_prior_sd": self.beta_prior_sd if self.beta_prior is not None else None,
+                "method": self.method, "horizons": self.n_used, "level": self.level}
+
+
+def shrink_beta(beta: float, se: float, prior: float = BETA_BJORCK,
+                prior_sd: float = BETA_PRIOR_SD) -> tuple[float, float]:
+    """Posterior (mean, sd) of beta: estimate beta ~ N(beta_true, se^2), prior N(prior, prior_sd^2).
+
+    w = 1/se^2 + 1/prior_sd^2, mean = (beta/se^2 + prior/prior_sd^2) / w, sd = 1/sqrt(w): the
+    conjugate normal update, i.e. the precision-weighted mean (prior: Bjorck et al. 2024, arXiv
+    2409.19913, beta ~ 0.32 at a fixed batch size). se = 0: the data alone (beta, 0); se unknown
+    (NaN): no weight can be given to either, so (beta, NaN)."""
+    if not (math.isfinite(prior_sd) and prior_sd > 0):
+        raise BadInput(f"prior sd {prior_sd} is not a positive number", "shrink_beta",
+                       "use e.g. 0.1, or no prior")
+    if math.isnan(se):
+        return beta, math.nan
+    if se == 0:
+        return beta, 0.0
+    w_data, w_prior = 1 / se ** 2, 1 / prior_sd ** 2
+    w = w_data + w_prior
+    return (beta * w_data + prior * w_prior) / w, 1 / math.sqrt(w)
 
 
 def fit_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
@@ -209,18 +255,24 @@ def _check(lr: np.ndarray, loss: np.ndarray, tokens: np.ndarray) -> None:
 
 def fit_lr_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
                    tokens: Sequence[float] | np.ndarray, *, include_edge: bool = False,
-                   level: float = 0.95, window: int | None = DEFAULT_WINDOW) -> LRHorizonLaw:
+                   level: float = 0.95, window: int | None = DEFAULT_WINDOW,
+                   beta_prior: float | None = BETA_BJORCK,
+                   beta_prior_sd: float = BETA_PRIOR_SD) -> LRHorizonLaw:
     """Fit LR*(D) = B * D^(-beta) (Bjorck et al. 2024, arXiv 2409.19913) from an LR sweep.
 
     Each point is one run: its peak `lr`, final `loss` and horizon `tokens` (its budget). Per
     horizon, `fit_horizon` takes the vertex of a quadratic in log LR (local to the best observed
-    LR, see `window`); then
-    log LR* = log B - beta log D by OLS over the usable horizons (convex fit, >= 3 LRs, not at the
-    grid edge; edge horizons too with `include_edge`). Needs >= 2 usable horizons."""
+    LR, see `window`); then log LR* = log B - beta log D by OLS over the usable horizons (convex
+    fit, >= 3 LRs, not at the grid edge; edge horizons too with `include_edge`), and beta shrunk
+    toward `beta_prior` by its standard error (`shrink_beta`, prior sd `beta_prior_sd`; None: no
+    prior), the line kept through its centre (see `LRHorizonLaw`). Needs >= 2 usable horizons."""
     lr_a, loss_a, tok_a = (np.asarray(v, dtype=float).ravel() for v in (lr, loss, tokens))
     _check(lr_a, loss_a, tok_a)
     if not 0 < level < 1:
         raise BadInput(f"level {level} is not in (0, 1)", "fit_lr_horizon", "use e.g. 0.95")
+    if beta_prior is not None and not math.isfinite(beta_prior):
+        raise BadInput(f"beta prior {beta_prior} is not a finite number", "fit_lr_horizon",
+                       "use e.g. 0.32 (Bjorck et al.), or None for no prior")
     fits = []
     for d in np.unique(tok_a):
         sel = tok_a == d
@@ -251,17 +303,34 @@ def fit_lr_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.
         resid = y - (intercept + slope * x)
         s = math.sqrt(float(resid @ resid) / (n - 2))
         method, beta_se = "t-regression", s / math.sqrt(sxx)
+        x_c, centre_var = x_mean, s * s / n
     else:
         s = math.nan
         method = "delta-two-horizons"
         beta_se = math.sqrt(sum(var) / (2 * sxx))  # 2 sxx = (log D2 - log D1)^2
+        v1, v2 = var
         if not math.isfinite(beta_se):
             log.warning("LR law from 2 horizons whose quadratics have no residual degrees of "
-                        "freedom (3 LRs each): no interval; sweep >= 4 LRs or a third horizon")
-    return LRHorizonLaw(B=math.exp(intercept), beta=-slope, beta_se=beta_se, level=level,
-                        method=method, horizons=tuple(fits), n_used=n, log_d_mean=x_mean,
-                        sxx=sxx, resid_sd=s, used_log_d=tuple(float(v) for v in x),
-                        used_var=var, used_dof=tuple(f.dof for f in used))
+                        "freedom (3 LRs each): no interval and no prior weight; sweep >= 4 LRs or "
+                        "a third horizon")
+            x_c, centre_var = x_mean, math.nan
+        elif v1 + v2 > 0:
+            # the inverse-variance weighted centre: there the line's value and slope are uncorrelated
+            x_c = float((x[0] * v2 + x[1] * v1) / (v1 + v2))
+            centre_var = v1 * v2 / (v1 + v2)
+        else:
+            x_c, centre_var = x_mean, 0.0
+    y_c = intercept + slope * x_c
+    beta, beta_post_se = -slope, beta_se
+    if beta_prior is not None:
+        beta, beta_post_se = shrink_beta(-slope, beta_se, beta_prior, beta_prior_sd)
+    return LRHorizonLaw(B=math.exp(y_c + beta * x_c), beta=beta, beta_se=beta_post_se,
+                        level=level, method=method, horizons=tuple(fits), n_used=n,
+                        log_d_mean=x_mean, sxx=sxx, resid_sd=s,
+                        used_log_d=tuple(float(v) for v in x), used_var=var,
+                        used_dof=tuple(f.dof for f in used), beta_raw=-slope, beta_raw_se=beta_se,
+                        beta_prior=beta_prior, beta_prior_sd=beta_prior_sd, log_d_centre=x_c,
+                        centre_var=centre_var)
 
 
 def _satterthwaite(parts: Sequence[float], dofs: Sequence[int]) -> float:
