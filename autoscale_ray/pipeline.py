@@ -30,6 +30,7 @@ from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.search import folder, layout
 from autoscale_ray.search.contract import trial_resources
 from autoscale_ray.storage import Store
+from autoscale_ray.train.config import TrainConfig
 
 log = logging.getLogger("autoscale_ray")
 
@@ -288,7 +289,8 @@ def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
     return PlanConfig(probes=search.probe_budgets, base_weights=weights, target=search.target_budget,
                       lrs=search.lr_grid, lr=search.lr, down=search.down, up=search.up,
                       design=search.design, verify_probe=search.verify_probe,
-                      target_seeds=search.target_seeds, seed=search.seed)
+                      target_seeds=search.target_seeds, seed=search.seed,
+                      lr_extend=search.lr_extend, lr_extend_rounds=search.lr_extend_rounds)
 
 
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float]):
@@ -300,7 +302,8 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            probes=search.probe_budgets, lr=search.lr,
                            min_multiplier=search.min_multiplier, metric=search.metric,
                            min_weight=search.min_weight, base_weights=weights,
-                           design=search.design, down=search.down, up=search.up)
+                           design=search.design, down=search.down, up=search.up,
+                           batch_tokens=int(cfg.train.get("global_batch_tokens", TrainConfig.global_batch_tokens)))
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:
@@ -318,9 +321,9 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
 
     resources = cfg.resources
-    progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
-                                planned=plan.planned_trials())
     searcher = DDOSearcher(DDOPlan(plan), predictor_name(cfg), output=store.location)
+    progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
+                                planned=searcher.plan.planned_trials)
     tuner = tune.Tuner(
         tune.with_resources(search_trial, dict(contract.resources)),
         param_space={"contract": contract.to_config()},

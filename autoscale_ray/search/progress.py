@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
@@ -22,10 +22,10 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressCallback(Callback):
-    def __init__(self, store: Store, slots: int, planned: int | None = None) -> None:
+    def __init__(self, store: Store, slots: int, planned: Callable[[], int] | None = None) -> None:
         self.store = store
         self.slots = max(1, slots)
-        self.planned = planned
+        self._planned = planned  # asked each time: LR-sweep extensions add trials on the way
         self.started = time.time()
         self.running: dict[str, float] = {}
         self.durations: list[float] = []
@@ -46,8 +46,9 @@ class ProgressCallback(Callback):
         elapsed = time.time() - self.started
         done = len(self.durations)
         eta = ""
-        if self.planned and done:
-            left = max(self.planned - done - len(self.running), 0) + len(self.running) / 2
+        planned = self._planned() if self._planned else None
+        if planned and done:
+            left = max(planned - done - len(self.running), 0) + len(self.running) / 2
             eta = f", ETA ~{_clock(left * sum(self.durations) / done / self.slots)}"
         key = trial.config.get("key", trial.trial_id)
         line = (f"[autoscale-ray] stage {self.stage}: {done} done ({self.failed} failed), "
@@ -55,8 +56,8 @@ class ProgressCallback(Callback):
                 f"elapsed {_clock(elapsed)}{eta}")
         print(line, file=sys.stderr, flush=True)
         write_progress(self.store, {"stage": self.stage, "done": done, "failed": self.failed,
-                               "running": len(self.running), "planned": self.planned,
-                               "retries": self.retries, "elapsed_s": elapsed, "last": key})
+                                    "running": len(self.running), "planned": planned,
+                                    "retries": self.retries, "elapsed_s": elapsed, "last": key})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, failed=False)
