@@ -315,3 +315,37 @@ def test_regression_respects_the_floor_and_is_stable() -> None:
     for _ in range(3):
         res2 = solve_ddo(q, y * (1 + rng.uniform(-1e-12, 1e-12, len(y))), floor=0.0)
         np.testing.assert_allclose(res2.optimum.weights, res.optimum.weights, rtol=0, atol=1e-9)
+
+
+def test_refinement_runs_enter_the_fit_relative_to_the_base() -> None:
+    """Runs of a second round centred at the first optimum (not a design around the base) are
+    fitted with their multipliers relative to the base: on a surface in the family the joint fit
+    stays exact and keeps the optimum."""
+    a_true, b_true = np.array([3.0, 2.0, 1.0]), np.array([1.0, 1.2, 2.0])
+    c_true = 1.0 - float(((1.0 + a_true) ** -b_true).sum())  # y(base) = 1: in the family, C >= 0
+
+    def y(x: np.ndarray) -> np.ndarray:
+        return ((np.atleast_2d(x) + a_true) ** -b_true).sum(axis=1) + c_true
+
+    base = np.full(3, 1000.0)
+    design = [base.copy()]
+    for i in range(3):
+        for f in (0.2, 3.0):
+            q = base.copy()
+            q[i] *= f
+            design.append(q)
+    design = np.array(design)
+    first = solve_ddo(design, y(design / base), floor=0.0)
+    centre = first.optimum.multipliers * base
+    extra = [centre.copy()]
+    for i in range(3):
+        for f in (0.2 ** 0.5, 3.0 ** 0.5):
+            q = centre.copy()
+            q[i] *= f
+            extra.append(q)
+    extra = np.array(extra)
+    both = solve_ddo(design, y(design / base), floor=0.0, extra_quantities=extra,
+                     extra_objective=y(extra / base))
+    assert len(both.fit.residuals) == 14 and both.fit.dof == 14 - 7
+    assert np.abs(both.fit.residuals).max() < 1e-6  # the surface is in the family: exact fit
+    np.testing.assert_allclose(both.optimum.weights, first.optimum.weights, atol=1e-4)

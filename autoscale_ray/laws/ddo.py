@@ -532,12 +532,18 @@ class DDOResult:
 def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None = None,
               design: str = "auto", factors: Sequence[float] = (0.2, 3.0), lower: float = 0.2,
               rtol: float = 1e-2, names: Sequence[str] | None = None,
-              domains: Sequence[str] | None = None, floor: float = -math.inf) -> DDOResult:
+              domains: Sequence[str] | None = None, floor: float = -math.inf,
+              extra_quantities: np.ndarray | None = None,
+              extra_objective: np.ndarray | None = None) -> DDOResult:
     """DDO from per-run token quantities (runs x domains) and each run's final objective.
     `names` label the runs and `domains` the columns in error messages. `floor` is the floor of
     the objective normalised by the base run's (0 for a loss or perplexity); its default -inf
     leaves C free, as before it existed. `weight_spread` is the largest weight change over every
-    alternative fit (in exact designs: every other root combination with C >= floor)."""
+    alternative fit (in exact designs: every other root combination with C >= floor).
+
+    `extra_quantities` / `extra_objective`: runs outside the perturbation design (refinement
+    rounds centred elsewhere); the design is found on the first runs alone, and every run enters
+    the fit with its multipliers relative to the base (residuals: design runs first, then these)."""
     q = np.asarray(quantities, dtype=float)
     obj = np.asarray(objective, dtype=float)
     d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
@@ -545,9 +551,12 @@ def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None
     if not base_obj > 0:
         raise BadInput(f"the base run's objective is {base_obj}", None,
                        "DDO normalises by the base objective; use a positive metric (loss, perplexity)")
-    fit = fit_ddo(d.multipliers, obj / base_obj, lower=lower, rtol=rtol, domains=domains,
-                  floor=floor)
     base_q = q[d.base]
+    x, y = d.multipliers, obj / base_obj
+    if extra_quantities is not None and len(extra_quantities):
+        x = np.vstack([x, np.asarray(extra_quantities, dtype=float) / base_q])
+        y = np.concatenate([y, np.asarray(extra_objective, dtype=float) / base_obj])
+    fit = fit_ddo(x, y, lower=lower, rtol=rtol, domains=domains, floor=floor)
     opt = optimize_mixture(fit, base_q / base_q.sum(), lower=lower)
     spread = 0.0
     for a, b, c in fit.alternatives:
