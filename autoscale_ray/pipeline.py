@@ -290,7 +290,8 @@ def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
                       lrs=search.lr_grid, lr=search.lr, down=search.down, up=search.up,
                       design=search.design, verify_probe=search.verify_probe,
                       target_seeds=search.target_seeds, seed=search.seed,
-                      lr_extend=search.lr_extend, lr_extend_rounds=search.lr_extend_rounds)
+                      lr_extend=search.lr_extend, lr_extend_rounds=search.lr_extend_rounds,
+                      rounds=search.rounds)
 
 
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float]):

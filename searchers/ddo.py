@@ -12,7 +12,9 @@ Stages (docs/architecture.md, "The pipeline"), pipelined per probe budget after 
   ddo     once EVERY probe's sweep is in (extensions too): the 2m+1 perturbation runs at each N_k,
           at LR*(budget) from the LR law over all horizons. Waiting for all sweeps costs no slot
           time that could change an answer (nothing else can run before the LR law), and it makes
-          each DDO run's LR the same whatever order the sweep trials finished in;
+          each DDO run's LR the same whatever order the sweep trials finished in; with
+          `rounds` > 1, further rounds centred at the last optimum (search/refine.py), each
+          refitted on every run of the probe, until the optimum settles;
   verify  once N_k's DDO runs are in: optionally one run at the DDO optimum of N_k;
   target  once every probe is in: optionally the projected, uniform and smallest-probe optimum
           mixtures trained at the target budget (each with several seeds).
@@ -37,6 +39,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ray.tune.search import Searcher
 
 from autoscale_ray.search.layout import read_done, write_done
+from autoscale_ray.search.refine import GAIN, MOVED, keep_refining, refinement_specs
 from autoscale_ray.search.specs import TrialSpec, ddo_perturbations, lr_sweep
 from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
@@ -71,6 +74,7 @@ class PlanConfig:
     seed: int = 0
     lr_extend: int = 2                    # LRs added past an edge sweep's best LR per round (0: none)
     lr_extend_rounds: int = 3             # extension rounds at most, per probe
+    rounds: int = 1                       # DDO rounds per probe (> 1: refinement, search/refine.py)
 
     def planned_trials(self) -> int:
         """Trials the design asks for before any LR-sweep extension (`DDOPlan.planned_trials`
@@ -98,6 +102,8 @@ class DDOPlan:
     lr_rounds: dict[int, int] = field(default_factory=dict)  # probe -> extension rounds issued
     lr_open: set[int] = field(default_factory=set)           # probes whose LR stage is not final
     lr_extra: int = 0                                         # extension trials enqueued
+    centres: dict[int, dict[str, float]] = field(default_factory=dict)  # probe -> last round's centre
+    refine_extra: int = 0                                     # refinement trials enqueued
 
     def start(self) -> None:
         cfg = self.cfg
@@ -114,7 +120,7 @@ class DDOPlan:
 
     def planned_trials(self) -> int:
         """The design's trials plus the LR-sweep extensions enqueued so far."""
-        return self.cfg.planned_trials() + self.lr_extra
+        return self.cfg.planned_trials() + self.lr_extra + self.refine_extra
 
     # -- the Tune-facing half -------------------------------------------------------------
     def next_spec(self, trial_id: str) -> TrialSpec | None:
@@ -161,13 +167,16 @@ class DDOPlan:
         if stage == "lr":
             self._lr_sweep_done(int(probe_text), fits)
         elif stage == "ddo":
-            probe = int(probe_text)
+            probe_part, _, round_part = probe_text.partition("/r")
+            probe, round_ = int(probe_part), int(round_part or 1)
             try:
                 optimum = fits.ddo_optimum(probe)
             except Exception as exc:  # e.g. a failed trial left a domain with too few points
                 fits.note(f"DDO at {probe:.4g} tokens could not be fitted, this probe is left out: "
                           f"{str(exc).strip().splitlines()[-1]}")
                 optimum = None
+            if optimum is not None and self._refine(probe, round_, optimum, fits):
+                return
             self.results.setdefault("ddo", {})[probe] = optimum
             if optimum is not None and cfg.verify_probe:
                 self._enqueue(f"verify/{probe}", [TrialSpec(
@@ -201,6 +210,33 @@ class DDOPlan:
             return
         for p in cfg.probes:
             self._enqueue(f"ddo/{p}", self._ddo_specs(p, fits.lr_for))
+
+    def _refine(self, probe: int, round_: int, optimum: Mapping[str, Any], fits: Fits) -> bool:
+        """Enqueue round `round_` + 1 at `probe`, centred at `optimum`, unless the rounds are
+        spent or the optimum settled (search/refine.py). True when a round was enqueued."""
+        cfg = self.cfg
+        if round_ >= cfg.rounds:
+            return False
+        centre = self.centres.get(probe, dict(cfg.base_weights))
+        gain = self._centre_ratio(probe, round_) - float(optimum.get("objective_predicted_ratio", 1.0))
+        if not keep_refining(centre, optimum["weights"], gain):
+            fits.note(f"DDO at {probe:.4g} tokens: no round {round_ + 1}, the optimum settled (moved "
+                      f"< {MOVED} in every weight, or a predicted gain below {GAIN:.0e})")
+            return False
+        self.centres[probe] = dict(optimum["weights"])
+        specs = [replace(s, lr=fits.lr_for(s.budget)) for s in refinement_specs(
+            probe, optimum["weights"], cfg.down, cfg.up, cfg.design, round_ + 1, cfg.seed)]
+        self.refine_extra += len(specs)
+        self._enqueue(f"ddo/{probe}/r{round_ + 1}", specs)
+        return True
+
+    def _centre_ratio(self, probe: int, round_: int) -> float:
+        """Observed final loss of round `round_`'s centre run over the base run's (1 in round 1)."""
+        base = self.rows.get(f"ddo/{probe:.4g}/base")
+        centre = self.rows.get(f"ddo/{probe:.4g}/r{round_}/base") if round_ > 1 else base
+        if not base or not centre:
+            return 1.0
+        return float(centre[-1]["loss"]) / float(base[-1]["loss"])
 
     def _recommend(self, fits: Fits) -> None:
         cfg = self.cfg

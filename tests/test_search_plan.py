@@ -245,3 +245,38 @@ def test_a_diverged_lr_above_the_best_brackets_it() -> None:
     fail = frozenset({f"lr/4000/{grid[-1]:.4g}"})
     issued = drive_shuffled(plan, FakeFits(), lambda s: rows_of(s, {4000: 1.0}), fail=fail)
     assert sum(s.stage == "lr" for s in issued) == 8 and plan.lr_extra == 0
+
+
+def test_refinement_rounds_centre_at_the_last_optimum_and_stop_when_it_settles() -> None:
+    """rounds=3: round 2 is issued around round 1's optimum; a round-2 optimum that moved less
+    than the threshold ends the probe without a third round."""
+    from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
+
+    optima = iter([{"a": 0.6, "b": 0.4}, {"a": 0.605, "b": 0.395}])
+
+    class Fits:
+        notes: list[str] = []
+
+        def add(self, key, rows, meta=None): ...
+        def lr_for(self, budget): return 1e-3
+        def lr_best(self, probe): return None
+        def note(self, text): self.notes.append(text)
+        def recommendation(self): return {"weights": {"a": 0.6, "b": 0.4}, "lr": 1e-3}
+
+        def ddo_optimum(self, probe):
+            return {"weights": next(optima), "objective_predicted_ratio": 0.9}
+
+    fits = Fits()
+    plan = DDOPlan(PlanConfig(probes=[1000], base_weights={"a": 0.5, "b": 0.5}, target=10_000,
+                              lr=1e-3, rounds=3))
+    plan.start()
+    issued = drive_plan(plan, fits, lambda spec: [{"loss": 1.0, "tokens": spec.budget}])
+    keys = [s.key for s in issued]
+    assert keys[:5] == ["ddo/1000/base", "ddo/1000/a-down", "ddo/1000/a-up", "ddo/1000/b-down",
+                        "ddo/1000/b-up"]
+    round2 = [s for s in issued if "/r2/" in s.key]
+    assert [s.key for s in round2][0] == "ddo/1000/r2/base" and len(round2) == 5
+    assert round2[0].weights == {"a": 0.6, "b": 0.4}  # centred at round 1's optimum
+    assert not any("/r3/" in k for k in keys) and any("no round 3" in n for n in fits.notes)
+    assert plan.results["ddo"][1000]["weights"] == {"a": 0.605, "b": 0.395}
+    assert plan.planned_trials() == len(issued) and plan.finished
