@@ -83,3 +83,26 @@ def test_floor_weights_keeps_proportions_above_the_floor() -> None:
     np.testing.assert_allclose(same, [0.7, 0.3]) and not none.any()
     with pytest.raises(BadInput, match="min-weight"):
         floor_weights(np.array([0.5, 0.5]), 0.6)
+
+
+def test_the_guard_extrapolates_only_what_the_sources_support() -> None:
+    """Two sources: a domain whose shift is many sigma (spread 0.001) is projected by the paper's
+    rule; a domain a source names as contradicted has no trend of its own: its quantity grows at
+    the total's rate between the sources, so it loses share only to the domains that do trend."""
+    from autoscale_ray.fits.project import project
+    from autoscale_ray.mixture import Mixture
+
+    small = Mixture(tokens=1e6, weights={"a": 0.5, "b": 0.3, "c": 0.2}, extra={"weight_spread": 0.001})
+    large = Mixture(tokens=4e6, weights={"a": 0.4, "b": 0.35, "c": 0.25}, extra={"weight_spread": 0.001})
+    paper = project([small, large], 1.6e7, guard=False)
+    guarded = project([small, large], 1.6e7)
+    assert guarded.extra["guard"]["applied"]
+    np.testing.assert_allclose(list(guarded.weights.values()), list(paper.weights.values()), atol=2e-3)
+    flagged = Mixture(tokens=4e6, weights=large.weights, extra={"weight_spread": 0.001,
+                                                               "contradicted": ["a"]})
+    held = project([small, flagged], 1.6e7)
+    assert held.weights["a"] > 0.35 > paper.weights["a"] + 0.04
+    assert held.extra["guard"]["sigma_log"]["a"] == float("inf")
+    # no uncertainty known: exactly the paper's rule
+    bare = [Mixture(tokens=m.tokens, weights=m.weights) for m in (small, large)]
+    assert project(bare, 1.6e7).weights == paper.weights

@@ -14,13 +14,19 @@ from typing import Sequence
 import numpy as np
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.evidence import log_quantity_sigma
 from autoscale_ray.laws.projection import fit_projection, floor_weights
 from autoscale_ray.mixture import Mixture, read_mixture
 
 
 def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
-            min_weight: float = 0.0) -> Mixture:
-    """Project optimal mixtures (files or `Mixture`s, any order) to `target_tokens`."""
+            min_weight: float = 0.0, guard: bool = True) -> Mixture:
+    """Project optimal mixtures (files or `Mixture`s, any order) to `target_tokens`.
+
+    With `guard`, a domain's shift between the sources is extrapolated only as far as the
+    sources' own uncertainty supports (laws/evidence.py): the uncertainty of a source's weight is
+    its `weight_spread` (the largest weight change over equally good DDO fits), and a domain a
+    source names as `contradicted` (its runs contradict the surrogate) has no usable shift."""
     if len(mixtures) < 2:
         raise BadInput("the projection needs optimal mixtures at two or more budgets", None,
                        "give two or more mixture files")
@@ -49,6 +55,9 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
     q = np.array([[mix.weights[d] * mix.tokens for d in domains] for mix, _ in loaded])
     try:
         fit = fit_projection(q)
+        sigma = _shift_sigma([mix for mix, _ in loaded], domains)
+        if guard and (sigma > 0).any():
+            fit = fit.guarded(q, sigma)
         s = fit.exponent(target_tokens)
         quantities = fit.quantities(s)
         weights, floored = floor_weights(quantities / quantities.sum(), min_weight)
@@ -63,9 +72,24 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
                     for (mix, where), sc in zip(loaded, fit.scales)],
         "rmse_log": fit.rmse_log,
         "min_weight": min_weight,
+        "guard": {"sigma_log": dict(zip(domains, map(float, sigma))), "applied": bool(guard and (sigma > 0).any())},
         "floored": [d for d, f in zip(domains, floored) if f],
         "source_at_bound": source_at_bound,
         "quantities": dict(zip(domains, map(float, weights * target_tokens))),
     }
     return Mixture(tokens=float(target_tokens), weights=dict(zip(domains, map(float, weights))),
                    at_bound=tuple(d for d in domains if d in bound), extra=extra)
+
+
+def _shift_sigma(sources: Sequence[Mixture], domains: Sequence[str]) -> np.ndarray:
+    """Per domain, the uncertainty of log N_i(largest) - log N_i(smallest): the two sources'
+    relative weight uncertainties in quadrature; infinite for a domain either one contradicts."""
+    ends = (sources[0], sources[-1])
+    var = np.zeros(len(domains))
+    for mix in ends:
+        spread = float(mix.extra.get("weight_spread") or 0.0)
+        w = np.array([mix.weights[d] for d in domains])
+        var += log_quantity_sigma(w, np.full(len(domains), spread)) ** 2
+        bad = set(mix.extra.get("contradicted") or ())
+        var[[i for i, d in enumerate(domains) if d in bad]] = np.inf
+    return np.sqrt(var)

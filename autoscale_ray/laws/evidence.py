@@ -16,8 +16,10 @@ trend, and extrapolating it by the factor s amplifies noise. The guard shrinks e
 deviation from the common growth beta_bar (the total's growth, log N(2) / N(1)) by the positive-part
 James-Stein factor (James & Stein 1961): beta_i' = beta_bar + (beta_i - beta_bar) *
 max(0, 1 - sigma_i^2 / (beta_i - beta_bar)^2). A shift many sigma from zero is kept whole (the
-paper's rule); one within sigma keeps its share unchanged; sigma_i = 0 (no uncertainty known) keeps
-the paper's rule exactly.
+paper's rule); one within sigma has no trend of its own (its quantity grows with the total);
+sigma_i = 0 (no uncertainty known) keeps the paper's rule exactly. The uncertainty comes from the
+probes: the spread of their optima over equally good DDO fits, and infinity for a domain whose
+runs contradict the surrogate.
 """
 
 from __future__ import annotations

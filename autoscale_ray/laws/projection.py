@@ -33,6 +33,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.evidence import guard_log_ratios
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,19 @@ class ProjectionFit:
     def predict(self, target: float) -> np.ndarray:
         """Per-domain token quantities summing to `target`."""
         return self.quantities(self.exponent(target))
+
+    def guarded(self, quantities: np.ndarray, sigma: np.ndarray) -> "ProjectionFit":
+        """The fit with each domain's slope shrunk by the uncertainty `sigma` of its log
+        quantity change between the smallest and largest source (laws/evidence.py,
+        `guard_log_ratios`), re-anchored at the largest source (the best evidence). sigma 0:
+        unchanged; inf: the domain's quantity grows at the total's average rate (no trend of
+        its own)."""
+        logs = np.log(np.asarray(quantities, dtype=float))
+        span = float(self.scales[-1] - self.scales[0])
+        common = float(np.log(np.exp(logs[-1]).sum() / np.exp(logs[0]).sum())) / span
+        beta = guard_log_ratios(self.beta, np.asarray(sigma, dtype=float) / span, common)
+        alpha = logs[-1] - self.scales[-1] * beta
+        return ProjectionFit(alpha=alpha, beta=beta, scales=self.scales, rmse_log=self.rmse_log)
 
 
 def fit_projection(quantities: np.ndarray) -> ProjectionFit:
