@@ -1,4 +1,5 @@
-"""The embedded default corpus and the synthetic generator; `corpus build` through the CLI."""
+"""The embedded default corpus (shipped shards, materialised), the synthetic generator; `corpus
+build` through the CLI."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 
 from autoscale_ray.data import (build_embedded_corpus, embedded_sources, prepare_corpus,
                                 synthetic_corpus)
+from autoscale_ray.data.embedded import (SHIPPED_DIR, corpus_content_hash, embedded_corpus_hash,
+                                         shipped_manifest)
+from autoscale_ray.data.embedded_build import build_from_installation
 from autoscale_ray.data.synthetic import SyntheticDomain
 from autoscale_ray.errors import BadInput
 from data_fixtures import cli, ray_local  # noqa: F401
@@ -33,28 +37,80 @@ def embedded(tmp_path_factory):
     return build_embedded_corpus(tmp_path_factory.mktemp("emb") / "corpus")
 
 
-@pytest.mark.slow
 def test_embedded_corpus_has_four_real_domains_of_2mb_with_provenance(embedded):
     prov = json.loads((embedded / "provenance.json").read_text())
-    assert len(prov["domains"]) >= 4
+    manifest = shipped_manifest()
+    assert len(prov["domains"]) >= 4 and list(prov["domains"]) == list(manifest["domains"])
     for name, d in prov["domains"].items():
         texts = [t for f in sorted((embedded / name).glob("*.parquet"))
                  for t in pq.read_table(f, columns=["text"]).column("text").to_pylist()]
         size = sum(len(t.encode()) for t in texts)
         assert size == d["bytes"] >= 2_000_000, name
         assert len(d["files"]) == d["documents"] == len(texts)
-        assert sum(b for _, b in d["files"]) == size
+        assert sum(b for _, b, _ in d["files"]) == size
+        # every document names its source file and that file's sha256, as the manifest records it
+        shipped = {label: sha for label, _, sha in manifest["domains"][name]["files"]}
+        assert {sha for _, _, sha in d["files"]} == set(shipped.values())
+        assert all(len(sha) == 64 for sha in shipped.values())
     assert [s.name for s in embedded_sources(embedded)] == list(prov["domains"])
     assert prov["versions"]["torch"] != "missing"
+    # real text: Python source parses, the C++ headers have #include / #define, prose is words
+    python = pq.read_table(next((embedded / "python").glob("*.parquet"))).column("text").to_pylist()
+    compile(python[0], "<stdlib>", "exec")
+    cpp = "".join(pq.read_table(next((embedded / "cpp").glob("*.parquet"))).column("text").to_pylist()[:50])
+    assert "#include" in cpp or "#define" in cpp
 
 
-@pytest.mark.slow
+def test_embedded_corpus_never_reads_the_installation(tmp_path, monkeypatch):
+    """Built from the shipped shards alone: with the installation readers broken it still builds,
+    the same text as the default build."""
+    import autoscale_ray.data.embedded_build as from_installation
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the installation was read")
+    for name in list(from_installation.READERS):
+        monkeypatch.setitem(from_installation.READERS, name, ((), refuse))
+    monkeypatch.setattr(from_installation, "collect_domain", refuse)
+    root = build_embedded_corpus(tmp_path / "c")
+    assert corpus_content_hash(root) == shipped_manifest()["corpus_hash"]
+
+
+def test_shipped_corpus_is_small(embedded):
+    shipped = sum(p.stat().st_size for p in SHIPPED_DIR.iterdir())
+    text = sum(d["bytes"] for d in json.loads((embedded / "provenance.json").read_text())["domains"].values())
+    assert shipped < 4_000_000 and text > 8_000_000  # a few MB in the package for ~12 MB of text
+
+
 def test_embedded_corpus_is_deterministic_and_cached(embedded, tmp_path):
     again = build_embedded_corpus(tmp_path / "again")
     assert _texts_digest(again) == _texts_digest(embedded)
     stamp = (embedded / "provenance.json").stat().st_mtime_ns
     assert build_embedded_corpus(embedded) == embedded
     assert (embedded / "provenance.json").stat().st_mtime_ns == stamp  # not rebuilt
+
+
+def test_cli_corpus_build_prints_the_content_hash(tmp_path, cli):  # noqa: F811
+    code, out, err = cli("corpus", "build", "--out", str(tmp_path / "c"), "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["hash"] == embedded_corpus_hash() == shipped_manifest()["corpus_hash"]
+    assert set(obj["domains"]) == {"stubs", "cpp", "python", "prose"}
+    code, out, err = cli("corpus", "build", "--out", str(tmp_path / "c"))
+    assert code == 0 and f"content hash: {obj['hash']}" in out
+
+
+@pytest.mark.slow
+def test_generating_from_this_installation_reproduces_the_shipped_corpus(tmp_path):
+    """The generator kept in the repo is the one that made the shards: on an installation with the
+    versions the manifest records, it writes the same text (hash) again."""
+    from autoscale_ray.data.embedded_build import READERS, _versions
+
+    manifest = shipped_manifest()
+    if _versions({p for pk, _ in READERS.values() for p in pk}) != manifest["versions"]:
+        pytest.skip("another installation: its files differ from the shipped corpus's sources")
+    again = build_from_installation(tmp_path / "shards")
+    assert again["corpus_hash"] == manifest["corpus_hash"]
+    assert again["domains"] == manifest["domains"]
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
-"""The embedded default corpus: real text that exists wherever autoscale-ray is installed.
+"""The embedded default corpus: real text shipped with the package, the same bytes everywhere.
 
-Four domains, each taken from the Python installation and the package's own dependencies, so
-`autoscale-ray corpus build` needs no network. They differ in how fast a small model learns them:
+Four domains of ~3 MB of text each, taken ONCE from a Python installation (see
+`autoscale_ray.data.embedded_build`, `autoscale-ray corpus build --from-installation`) and shipped
+as one zstd-compressed Parquet shard per domain in `autoscale_ray/data/embedded_corpus/`, with a
+`manifest.json` naming every source file and its sha256 and pinning the corpus hash.
 
 | domain   | text                                                        | learnability               |
 | -------- | ----------------------------------------------------------- | -------------------------- |
@@ -10,29 +12,25 @@ Four domains, each taken from the Python installation and the package's own depe
 | `python` | the standard library's Python source (tests excluded)       | varied code                |
 | `prose`  | docstrings of transformers, torch, scipy, ... (via `ast`)   | English technical prose: keeps improving |
 
-Files are chosen deterministically: every candidate file, in the order of the blake2b hash of its
-path relative to its root (a fixed pseudo-random order that spreads the choice across packages and
-folders), is taken whole until the domain holds `BYTES_PER_DOMAIN` bytes. `provenance.json` lists
-every file used, its size, and the versions of Python and of the packages read.
+`build_embedded_corpus` materialises the shards into the cache (Parquet per domain, documents in
+the shipped order, `domains.json`, `provenance.json`) and never reads the installation, so another
+machine, another set of installed packages or a package upgrade trains on the same text.
+`corpus_content_hash` (sha256 over the domains' text in order) identifies a corpus's content;
+`embedded_corpus_hash()` is the shipped corpus's, equal to the manifest's `corpus_hash`.
 """
 
 from __future__ import annotations
 
-import ast
+import functools
 import hashlib
-import importlib.metadata
-import importlib.util
-import inspect
 import json
 import logging
 import os
-import platform
 import shutil
-import sys
-import sysconfig
+import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Mapping, Sequence
 
 from autoscale_ray.atomic import write_json, write_text
 from autoscale_ray.data.sources import DomainSource
@@ -40,14 +38,20 @@ from autoscale_ray.errors import BadInput
 
 log = logging.getLogger("autoscale_ray")
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2               # 2: materialised from the shipped shards
 BYTES_PER_DOMAIN = 3_000_000      # >= 2 MB per domain, with room for the validation hold-out
 MIN_BYTES = 2_000_000
-_MAX_FILE_BYTES = 450_000         # one huge generated file must not make up a domain
-_MIN_DOC_BYTES = 200
+SHIPPED_DIR = Path(__file__).resolve().parent / "embedded_corpus"
+MANIFEST = "manifest.json"
+HASH_SCHEME = "sha256 corpus v1"  # what corpus_content_hash digests; bump if that changes
 _DOCS_PER_PART = 2000
-_STDLIB_EXCLUDE = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__",
-                   "_bundled", "turtledemo"}
+# name -> description; the order is the corpus's (and the hash's)
+DOMAINS: dict[str, str] = {
+    "stubs": "type stubs (.pyi) of torch, numpy, pandas, scipy, pyarrow, matplotlib, ray, ...",
+    "cpp": "C/C++ headers shipped by torch, pyarrow and numpy",
+    "python": "Python standard library source (tests excluded)",
+    "prose": "docstrings of transformers, torch, scipy, ray and datasets, extracted with ast",
+}
 
 
 def cache_root() -> Path:
@@ -66,108 +70,111 @@ def default_packed_dir() -> Path:
     return cache_root() / "packed"
 
 
-def _package_dirs(names: tuple[str, ...], sub: str = "") -> list[tuple[str, Path]]:
-    out = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        for loc in (spec.submodule_search_locations or []) if spec else []:
-            p = Path(loc) / sub if sub else Path(loc)
-            if p.is_dir():
-                out.append((name + (f"/{sub}" if sub else ""), p))
-    return out
+def hash_domains(domains: Mapping[str, Sequence[str]]) -> str:
+    """sha256 over {domain: documents} in order: per domain its name, document count, then each
+    document's UTF-8 length and bytes (lengths make the encoding unambiguous). Hex digest."""
+    h = hashlib.sha256(HASH_SCHEME.encode() + b"\0")
+    for name, texts in domains.items():
+        h.update(name.encode("utf-8") + b"\0" + struct.pack("<Q", len(texts)))
+        for t in texts:
+            b = t.encode("utf-8")
+            h.update(struct.pack("<Q", len(b)))
+            h.update(b)
+    return h.hexdigest()
 
 
-def _files(roots: list[tuple[str, Path]], suffixes: tuple[str, ...],
-           exclude: set[str] = frozenset()) -> list[tuple[str, Path]]:
-    """(label/relative path, path) of every candidate file, in blake2b order of the label."""
-    found = []
-    for label, root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in exclude and not d.startswith("."))
-            for f in filenames:
-                if f.endswith(suffixes):
-                    p = Path(dirpath) / f
-                    found.append((f"{label}/{p.relative_to(root).as_posix()}", p))
-    return sorted(found, key=lambda t: (hashlib.blake2b(t[0].encode(), digest_size=8).digest(), t[0]))
+def _source_texts(source: DomainSource) -> list[str]:
+    """A domain's documents in file order, read with pyarrow (no Ray): parquet, jsonl, text."""
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    from autoscale_ray.data.sources import resolve_source
+
+    rs = resolve_source(source)
+    texts: list[str] = []
+    for f in rs.files:
+        if f.format == "parquet":
+            with rs.filesystem.open_input_file(f.uri) as fh:
+                texts += pq.read_table(fh, columns=[source.text_column]).column(0).to_pylist()
+        elif f.format == "jsonl":
+            with rs.filesystem.open_input_stream(f.uri) as fh:
+                texts += pajson.read_json(fh).column(source.text_column).to_pylist()
+        elif f.format == "text":
+            with rs.filesystem.open_input_stream(f.uri) as fh:
+                texts += [line for line in fh.read().decode("utf-8").splitlines() if line.strip()]
+        else:
+            raise BadInput(f"a content hash of format `{f.format}` is not supported", f"domain `{source.name}`",
+                           "hash a corpus of parquet, jsonl or text files")
+    return texts
 
 
-def _whole_files(roots, suffixes, exclude=frozenset()) -> Iterator[tuple[str, str]]:
-    for label, path in _files(roots, suffixes, exclude):
-        try:
-            size = path.stat().st_size
-            if _MIN_DOC_BYTES <= size <= _MAX_FILE_BYTES:
-                yield label, path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            continue
+def corpus_content_hash(sources_or_root: str | Path | Sequence[DomainSource]) -> str:
+    """`hash_domains` of a corpus: a folder with `domains.json` (embedded, synthetic) or
+    `DomainSource`s of parquet / jsonl / text files, domains in their given order."""
+    sources = (embedded_sources(sources_or_root) if isinstance(sources_or_root, (str, os.PathLike))
+               else list(sources_or_root))
+    return hash_domains({s.name: _source_texts(s) for s in sources})
 
 
-def _docstrings(roots) -> Iterator[tuple[str, str]]:
-    """Each docstring (module, class, function) of >= _MIN_DOC_BYTES characters is a document."""
-    for label, path in _files(roots, (".py",), {"__pycache__", "tests", "test"}):
-        try:
-            if path.stat().st_size > 2_000_000:
-                continue
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        nodes = [tree] + [n for n in ast.walk(tree)
-                          if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-        for node in nodes:
-            doc = ast.get_docstring(node, clean=False)
-            if doc and len(doc) >= _MIN_DOC_BYTES:
-                yield f"{label}:{getattr(node, 'lineno', 1)}", inspect.cleandoc(doc)
+def shipped_manifest() -> dict[str, Any]:
+    """The shipped `manifest.json` (source files with sha256, versions, pinned `corpus_hash`)."""
+    path = SHIPPED_DIR / MANIFEST
+    if not path.is_file():
+        raise RuntimeError(f"the embedded corpus is missing from the package ({path}); reinstall "
+                           "autoscale-ray, or generate it with `autoscale-ray corpus build --from-installation`")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _stdlib_root() -> list[tuple[str, Path]]:
-    return [("stdlib", Path(sysconfig.get_paths()["stdlib"]))]
+def _shipped_texts() -> tuple[dict[str, Any], dict[str, tuple[list[str], list[str]]]]:
+    """The manifest and each domain's (texts, document labels) from the shipped shards, checked
+    against the manifest's shard sha256 (a damaged install fails here, not as another mixture)."""
+    import pyarrow.parquet as pq
+
+    manifest = shipped_manifest()
+    out = {}
+    for name, d in manifest["domains"].items():
+        shard = SHIPPED_DIR / d["shard"]
+        if hashlib.sha256(shard.read_bytes()).hexdigest() != d["shard_sha256"]:
+            raise RuntimeError(f"embedded corpus shard {shard} does not match its manifest sha256")
+        table = pq.read_table(shard, columns=["text", "source"])
+        out[name] = (table.column("text").to_pylist(), table.column("source").to_pylist())
+    return manifest, out
 
 
-_STUB_PACKAGES = ("torch", "numpy", "pandas", "scipy", "pyarrow", "matplotlib", "tokenizers", "ray",
-                  "transformers")
-# name -> (description, packages read, document generator)
-DOMAINS: dict[str, tuple[str, tuple[str, ...], Callable[[], Iterator[tuple[str, str]]]]] = {
-    "stubs": ("type stubs (.pyi) of the installed dependencies", _STUB_PACKAGES,
-              lambda: _whole_files(_package_dirs(_STUB_PACKAGES), (".pyi",), {"__pycache__"})),
-    "cpp": ("C/C++ headers shipped by torch, pyarrow and numpy", ("torch", "pyarrow", "numpy"),
-            lambda: _whole_files(_package_dirs(("torch",), "include") + _package_dirs(("pyarrow",), "include")
-                                 + _package_dirs(("numpy",), "_core/include"), (".h", ".hpp", ".cuh"))),
-    "python": ("Python standard library source (tests excluded)", (),
-               lambda: _whole_files(_stdlib_root(), (".py",), _STDLIB_EXCLUDE)),
-    "prose": ("docstrings of transformers, torch, scipy, ray and datasets, extracted with ast",
-              ("transformers", "torch", "scipy", "ray", "datasets"),
-              lambda: _docstrings(_package_dirs(("transformers", "torch", "scipy", "ray", "datasets")))),
-}
+@functools.lru_cache(maxsize=1)
+def embedded_corpus_hash() -> str:
+    """The content hash (`hash_domains`) of the shipped embedded corpus, computed from its shards;
+    raises if it differs from the manifest's pinned `corpus_hash`. Record it with a result."""
+    manifest, domains = _shipped_texts()
+    got = hash_domains({name: texts for name, (texts, _) in domains.items()})
+    if got != manifest["corpus_hash"]:
+        raise RuntimeError(f"embedded corpus hash {got} differs from the manifest's {manifest['corpus_hash']}")
+    return got
 
 
-def _versions(packages: set[str]) -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for p in sorted(packages):
-        try:
-            out[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            out[p] = "missing"
-    return out
+def _file_of(label: str, files: Mapping[str, str]) -> str:
+    """The source file of a document label: itself (a whole file) or `file:line` (a docstring)."""
+    return label if label in files else label.rsplit(":", 1)[0]
 
 
-def _corpus_key() -> str:
-    """Identity of what would be read: builder version, Python and package versions."""
-    ident = {"builder": BUILDER_VERSION, "bytes": BYTES_PER_DOMAIN, "platform": sys.platform,
-             "versions": _versions({p for _, pk, _ in DOMAINS.values() for p in pk}),
-             "stdlib": sysconfig.get_paths()["stdlib"]}
-    return hashlib.blake2b(json.dumps(ident, sort_keys=True).encode(), digest_size=8).hexdigest()
+def _corpus_key(manifest: Mapping[str, Any]) -> str:
+    """The cache folder's name: the builder version and the pinned content hash."""
+    return hashlib.blake2b(f"{BUILDER_VERSION}:{manifest['corpus_hash']}".encode(), digest_size=8).hexdigest()
 
 
 def build_embedded_corpus(out_dir: str | Path | None = None, *, force: bool = False) -> Path:
-    """Write the embedded corpus (Parquet per domain, `domains.json`, `provenance.json`); cached.
+    """Write the embedded corpus (Parquet per domain, `domains.json`, `provenance.json`) from the
+    shipped shards; cached.
 
     Default folder: `$AUTOSCALE_RAY_CACHE/corpus/<key>` (else `~/.cache/autoscale-ray/corpus/<key>`),
-    where the key names the builder and the installed versions, so an upgrade rebuilds it.
-    Returns the folder; `embedded_sources(folder)` gives its `DomainSource`s.
+    the key naming the builder and the shipped content hash. Returns the folder;
+    `embedded_sources(folder)` gives its `DomainSource`s.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    key = _corpus_key()
+    manifest = shipped_manifest()
+    key = _corpus_key(manifest)
     out = Path(out_dir).expanduser() if out_dir is not None else default_corpus_dir() / key
     done = out / "provenance.json"
     if done.is_file() and not force:
@@ -186,40 +193,41 @@ def build_embedded_corpus(out_dir: str | Path | None = None, *, force: bool = Fa
     except OSError as exc:
         raise BadInput(f"cannot create the folder ({exc.strerror})", str(out),
                        "give a writable folder for --out") from None
+    manifest, domains = _shipped_texts()
+    content = hash_domains({name: texts for name, (texts, _) in domains.items()})
+    if content != manifest["corpus_hash"]:
+        raise RuntimeError(f"embedded corpus hash {content} differs from the manifest's {manifest['corpus_hash']}")
     tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=out))
-    provenance = {"key": key, "builder_version": BUILDER_VERSION, "bytes_per_domain": BYTES_PER_DOMAIN,
-                  "versions": _versions({p for _, pk, _ in DOMAINS.values() for p in pk}),
-                  "selection": "whole files (or docstrings) in blake2b order of their relative path "
-                               "until the byte cap", "domains": {}}
+    provenance: dict[str, Any] = {
+        "key": key, "builder_version": BUILDER_VERSION, "corpus_hash": content,
+        "hash_scheme": HASH_SCHEME, "bytes_per_domain": manifest["bytes_per_domain"],
+        "versions": manifest["versions"], "generated_on": manifest.get("platform"),
+        "selection": manifest["selection"], "domains": {}}
     try:
-        for name, (description, _, docs) in DOMAINS.items():
-            texts, labels, used = [], [], 0
-            for label, text in docs():
-                texts.append(text)
-                labels.append(label)
-                used += len(text.encode("utf-8"))
-                if used >= BYTES_PER_DOMAIN:
-                    break
-            if used < MIN_BYTES:
-                raise RuntimeError(f"embedded corpus: domain `{name}` found only {used} bytes of text "
-                                   f"in this installation (needs {MIN_BYTES})")
+        for name, (texts, labels) in domains.items():
+            d = manifest["domains"][name]
             (tmp / name).mkdir()
             for part, a in enumerate(range(0, len(texts), _DOCS_PER_PART)):
                 table = pa.table({"text": texts[a:a + _DOCS_PER_PART], "source": labels[a:a + _DOCS_PER_PART]})
                 pq.write_table(table, tmp / name / f"part-{part:05d}.parquet")
+            sha = {label: s for label, _, s in d["files"]}
             provenance["domains"][name] = {
-                "description": description, "documents": len(texts), "bytes": used,
-                "files": [[lab, len(t.encode("utf-8"))] for lab, t in zip(labels, texts)]}
-        for name in DOMAINS:
+                "description": d["description"], "documents": len(texts), "bytes": d["bytes"],
+                "text_sha256": d["text_sha256"],
+                # one entry per document: its label, its bytes, the sha256 of its source file
+                "files": [[lab, len(t.encode("utf-8")), sha[_file_of(lab, sha)]]
+                          for lab, t in zip(labels, texts)]}
+        for name in domains:
             shutil.rmtree(out / name, ignore_errors=True)
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_json(out / "domains.json", {name: {"paths": [name], "format": "parquet", "text_column": "text"}
-                                      for name in DOMAINS})
+                                      for name in domains})
     write_text(out / "README.txt",
-               "autoscale-ray embedded corpus: real text from the Python installation, one folder of "
-               "Parquet files (column `text`) per domain. provenance.json lists every source file.\n")
+               "autoscale-ray embedded corpus: real text shipped with the package, one folder of "
+               "Parquet files (column `text`) per domain. provenance.json lists every source file "
+               f"and its sha256; content hash {content}.\n")
     write_json(done, provenance)  # last: its presence with this key marks a complete corpus
     log.info("embedded corpus built in %s", out)
     return out
@@ -238,10 +246,11 @@ def embedded_sources(corpus_dir: str | Path | None = None) -> list[DomainSource]
 
 
 def describe_embedded_corpus(out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Build (or find cached) the embedded corpus; returns its folder, key and per-domain sizes."""
+    """Build (or find cached) the embedded corpus; returns its folder, key, content hash and
+    per-domain sizes."""
     root = build_embedded_corpus(out, force=force)
     prov = json.loads((root / "provenance.json").read_text(encoding="utf-8"))
-    return {"path": str(root), "key": prov["key"],
+    return {"path": str(root), "key": prov["key"], "hash": prov["corpus_hash"],
             "domains": {name: {"documents": d["documents"], "bytes": d["bytes"],
                                "description": d["description"]}
                         for name, d in prov["domains"].items()}}
