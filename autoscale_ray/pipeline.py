@@ -277,6 +277,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
         raise RuntimeError("the search produced no completed trials")
     rec = ray.get(predictor.recommendation.remote())
     rec["evidence"]["utilisation"] = utilisation(grid, time.time() - started, cfg, progress.retries)
+    rec["evidence"]["corpus"] = corpus_identity(cfg, corpus)
     write_results(store, rows, rec)
     return rec
 
@@ -337,6 +338,18 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
                                   failure_config=tune.FailureConfig(max_failures=resources.max_failures),
                                   **_tune_storage(tune_store.location)))
     return tuner, progress
+
+
+def corpus_identity(cfg: ExperimentConfig, corpus: Any) -> dict[str, Any]:
+    """What the proxies trained on: the packed corpus's key (sources, tokenizer, seq_len) and, for
+    the shipped embedded corpus, its content hash (the same bytes on every machine). A user's
+    shards are not re-read to hash them (they may be terabytes); their key names them."""
+    from autoscale_ray.data.embedded import embedded_corpus_hash
+
+    identity: dict[str, Any] = {"kind": cfg.corpus.kind, "packed_key": corpus.root.name}
+    if cfg.corpus.kind == "embedded":
+        identity["content_hash"] = embedded_corpus_hash()
+    return identity
 
 
 def utilisation(grid: Any, wall: float, cfg: ExperimentConfig, retries: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@
     ds = corpus.mixture_dataset(plan)            # Ray Dataset: input_ids int64 [seq_len], domain int32
     val = corpus.validation("web")               # int32 [n_val, seq_len], never trained on
 
-`build_embedded_corpus()` writes a real-text corpus from the Python installation (no network);
+`build_embedded_corpus()` writes the real-text corpus shipped with the package (the same bytes
+everywhere, no network; `embedded_corpus_hash()` names it);
 `synthetic_corpus()` writes seeded domains of known entropy for tests.
 """
 

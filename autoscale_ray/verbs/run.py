@@ -14,8 +14,12 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rec = run(args.config, args.out, resume=args.resume, restart=args.restart)
     rows = [[d, w, rec["expected_loss"]["per_domain"].get(d)] for d, w in rec["weights"].items()]
     util = rec["evidence"].get("utilisation", {})
+    corpus = rec["evidence"].get("corpus", {})
+    trained_on = (f"corpus {corpus['kind']} (content hash {corpus['content_hash'][:16]})"
+                  if corpus.get("content_hash") else f"corpus {corpus.get('kind')} ({corpus.get('packed_key')})")
+    batch = f" at {rec['lr_batch_tokens']} tokens per batch" if rec.get("lr_batch_tokens") else ""
     text = (format_table(["domain", "weight", "expected loss"], rows)
-            + f"\n\npeak LR {rec['lr']:.4g} for {rec['tokens']:.4g} tokens; "
+            + f"\n\npeak LR {rec['lr']:.4g}{batch} for {rec['tokens']:.4g} tokens; {trained_on}; "
               f"utilisation {util.get('utilisation', float('nan')):.2f}; "
               f"recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}")
     return rec, text
