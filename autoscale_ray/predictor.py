@@ -34,7 +34,8 @@ class Predictor:
     def __init__(self, domains: Sequence[str], target: int, *, probes: Sequence[int],
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
                  min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None,
-                 design: str = "auto", down: float = 0.2, up: float = 3.0) -> None:
+                 design: str = "auto", down: float = 0.2, up: float = 3.0,
+                 surrogate: str = "paper") -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -45,6 +46,7 @@ class Predictor:
         self.min_weight = min_weight
         # the search's DDO design, so the fit never has to guess it from the runs
         self.design, self.down, self.up = design, down, up
+        self.surrogate = surrogate  # DDO's surrogate: "paper" (additive) or "transfer"
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -138,7 +140,7 @@ class Predictor:
         base = f.loc[f["key"].str.endswith("/base"), "run_id"]
         mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
                   metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
-                  down=self.down, up=self.up)
+                  down=self.down, up=self.up, surrogate=self.surrogate)
         self.optima[probe] = mix
         return mix.to_json()
 
