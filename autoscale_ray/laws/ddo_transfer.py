@@ -25,7 +25,11 @@ transfer matrix generalises the paper's additive surrogate to an affine map of t
 in the spirit of Ye et al.'s cross-domain terms (their law is exponential in the shares). Each domain's parameters are fitted by bounded least
 squares (scipy.optimize.least_squares, trust-region reflective) over all runs, from a fixed grid
 of 24 starts; the lowest SSE wins and a tie (within 1e-9 of the data's spread) goes to the earliest
-start, so the fit is deterministic.
+start, so the fit is deterministic. Identifiability: in the fixed-others design each domain j
+sees its own 3 points plus 2 per other domain (2m + 1 points for m + 2 parameters): T is
+identified wherever it is non-zero. In the fixed-total design every run lies on the budget plane
+w0 . x = 1, so each row of T is identified only up to adding a multiple of w0 (a_j and the base
+scale absorb it): the law is identified on the plane, and so is the optimum, but T itself is not.
 
 The objective is a known function of the predicted per-domain losses L_j = L_j(base) l_j(x):
 `mean-loss` sum_j e_j L_j or `mean-ppl` sum_j e_j exp(L_j) (e the eval mixture; uniform by
