@@ -35,7 +35,7 @@ class Predictor:
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
                  min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None,
                  design: str = "auto", down: float = 0.2, up: float = 3.0,
-                 batch_tokens: int | None = None) -> None:
+                 batch_tokens: int | None = None, surrogate: str = "paper") -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -48,6 +48,7 @@ class Predictor:
         self.design, self.down, self.up = design, down, up
         # the proxies' global batch (tokens): LR*(D) is fitted at it, so the LR holds for it
         self.batch_tokens = None if batch_tokens is None else int(batch_tokens)
+        self.surrogate = surrogate  # DDO's surrogate: "paper" (additive) or "transfer"
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -151,7 +152,7 @@ class Predictor:
         base = f.loc[f["key"].str.endswith("/base"), "run_id"]
         mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
                   metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
-                  down=self.down, up=self.up)
+                  down=self.down, up=self.up, surrogate=self.surrogate)
         self.optima[probe] = mix
         return mix.to_json()
 

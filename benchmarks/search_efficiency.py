@@ -15,6 +15,16 @@ from many starts. A method "reaches" the target once its recommended mixture's n
 objective at T is within 0.5% (also: 1%) of the optimum and stays there for every later run up to
 the cap.
 
+A second oracle has cross-domain TRANSFER: each domain's loss is driven by a weighted sum of all
+domains' tokens (web text lowers the loss of books and wiki, code helps nothing else, ...):
+
+    L_j(w, N) = E_j + B_j ((sum_i T_ji w_i N + N0) / 1e6)^(-g_j),   T_jj = 1, T_ji >= 0
+
+`--ddo-only` runs just DDO + projection from the two probes on both oracles with both DDO
+surrogates (`paper`: additive, fitted to the objective; `transfer`: per-domain losses with a
+fitted transfer matrix, autoscale_ray.laws.ddo_transfer) over `--seeds` noise seeds (default 10
+there) and prints the gap of the recommended mixture's noise-free objective at T to the optimum's.
+
 Methods (LR fixed: the oracle has no LR dimension, so DDO's LR stage is not run):
   DDO + projection   DDOPlan + Predictor exactly as a search drives them (tests/test_predictor.py),
                      2m+1 runs at each probe budget, projected to T (fixed design: it reaches or not);
@@ -30,6 +40,7 @@ budget, its best mixture then used at T unchanged. Baseline Searchers are driven
 suggest()/on_trial_complete() one trial at a time (no Tune, the same objects).
 
     .venv/bin/python benchmarks/search_efficiency.py [--seeds 5] [--cap 200] [--noise 0.01]
+    .venv/bin/python benchmarks/search_efficiency.py --ddo-only [--seeds 10] [--noise 0.01]
 """
 
 from __future__ import annotations
@@ -69,24 +80,46 @@ LR = 1e-3
 TOLS = (0.005, 0.01)                      # 0.5% (the criterion) and a looser 1%
 
 
+# The transfer oracle: row j = validation domain, column i = training domain (wiki, books, code,
+# web). Web and books help wiki, web and wiki help books, code helps nothing else and gains a
+# little from web, web gains a little from wiki and books. Chosen so the optimum at T is interior
+# and moves with the budget (the probe optima are 0.85% and 0.45% off at T).
+T_TRANSFER = np.array([[1.0, 0.2, 0.0, 0.15],
+                       [0.15, 1.0, 0.0, 0.2],
+                       [0.0, 0.0, 1.0, 0.05],
+                       [0.02, 0.05, 0.0, 1.0]])
+
+
 def per_domain(w: np.ndarray, tokens: float) -> np.ndarray:
-    """Noise-free per-domain losses, rows of w x domains."""
+    """Noise-free per-domain losses of the separable oracle, rows of w x domains."""
     w = np.atleast_2d(w)
     sep = E + B * ((w * tokens + N0) / 1e6) ** -G
     return sep + np.einsum("ni,ij,nj->n", w, C, w)[:, None]
 
 
-def objective(w: np.ndarray, tokens: float) -> np.ndarray:
-    return per_domain(w, tokens).mean(axis=1)
+def per_domain_transfer(w: np.ndarray, tokens: float) -> np.ndarray:
+    """Noise-free per-domain losses of the transfer oracle, rows of w x domains."""
+    w = np.atleast_2d(w)
+    return E + B * (((w * tokens) @ T_TRANSFER.T + N0) / 1e6) ** -G
 
 
-def true_optimum(tokens: float, starts: int = 24) -> tuple[np.ndarray, float]:
+Surface = Callable[[np.ndarray, float], np.ndarray]
+SURFACES: dict[str, Surface] = {"separable + interactions": per_domain,
+                                "transfer": per_domain_transfer}
+
+
+def objective(w: np.ndarray, tokens: float, surface: Surface = per_domain) -> np.ndarray:
+    return surface(w, tokens).mean(axis=1)
+
+
+def true_optimum(tokens: float, starts: int = 24,
+                 surface: Surface = per_domain) -> tuple[np.ndarray, float]:
     """Noise-free optimum on the simplex: SLSQP from the uniform mixture and Dirichlet starts."""
     rng = np.random.default_rng(0)
     x0s = [np.full(len(DOMAINS), 1 / len(DOMAINS))] + list(rng.dirichlet(np.ones(len(DOMAINS)), starts))
     best = None
     for x0 in x0s:
-        r = minimize(lambda w: float(objective(w, tokens)[0]), x0, method="SLSQP",
+        r = minimize(lambda w: float(objective(w, tokens, surface)[0]), x0, method="SLSQP",
                      bounds=[(0.0, 1.0)] * len(DOMAINS),
                      constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
                      options={"ftol": 1e-14, "maxiter": 500})
@@ -95,21 +128,22 @@ def true_optimum(tokens: float, starts: int = 24) -> tuple[np.ndarray, float]:
     w = np.clip(best.x, 0, None)
     w /= w.sum()
     dense = rng.dirichlet(np.ones(len(DOMAINS)), 200_000)  # a check that SLSQP found the basin
-    assert objective(w, tokens)[0] <= objective(dense, tokens).min() + 1e-9
-    return w, float(objective(w, tokens)[0])
+    assert objective(w, tokens, surface)[0] <= objective(dense, tokens, surface).min() + 1e-9
+    return w, float(objective(w, tokens, surface)[0])
 
 
 @dataclass
 class Oracle:
     noise: float
     rng: np.random.Generator
+    surface: Surface = per_domain
 
     def rows(self, key: str, weights: dict[str, float], budget: int, evals: int = 4) -> list[dict]:
         """Checkpoint rows of one run, as a trial reports them (noisy per-domain losses)."""
         w = np.array([weights[d] for d in DOMAINS])
         out = []
         for tokens in np.geomspace(budget / 8, budget, evals):
-            loss = per_domain(w, tokens)[0] + self.rng.normal(0, self.noise, len(DOMAINS))
+            loss = self.surface(w, tokens)[0] + self.rng.normal(0, self.noise, len(DOMAINS))
             out.append({"run_id": key, "tokens": float(tokens), "budget": budget, "lr": LR,
                         **{f"w.{d}": float(x) for d, x in zip(DOMAINS, w)},
                         **{f"loss.{d}": float(x) for d, x in zip(DOMAINS, loss)},
@@ -117,20 +151,54 @@ class Oracle:
         return out
 
 
-def gap(weights: dict[str, float], best: float) -> float:
+def gap(weights: dict[str, float], best: float, surface: Surface = per_domain) -> float:
     w = np.array([weights[d] for d in DOMAINS])
-    return float((objective(w, TARGET)[0] - best) / best)
+    return float((objective(w, TARGET, surface)[0] - best) / best)
 
 
-def run_ddo(probes: tuple[int, ...], oracle: Oracle, best: float) -> tuple[int, int, float]:
+def run_ddo(probes: tuple[int, ...], oracle: Oracle, best: float,
+            surrogate: str = "paper") -> tuple[int, int, float]:
     """DDOPlan + Predictor on the oracle: (runs, tokens, gap at T of the recommendation)."""
     cfg = PlanConfig(probes=list(probes), base_weights={d: 1 / len(DOMAINS) for d in DOMAINS},
                      target=TARGET, lr=LR)
-    pred = Predictor(DOMAINS, TARGET, probes=probes, lr=LR)
+    pred = Predictor(DOMAINS, TARGET, probes=probes, lr=LR, surrogate=surrogate)
     plan = DDOPlan(cfg)
     plan.start()
     issued = drive_plan(plan, pred, lambda spec: oracle.rows(spec.key, spec.weights, spec.budget))
-    return len(issued), sum(s.budget for s in issued), gap(plan.results["recommendation"]["weights"], best)
+    return (len(issued), sum(s.budget for s in issued),
+            gap(plan.results["recommendation"]["weights"], best, oracle.surface))
+
+
+def ddo_only(seeds: int, noise: float) -> None:
+    """DDO + projection from the two probes: both oracles x both surrogates x `seeds` noise seeds
+    (seed k: np.random.default_rng(k)), plus the noise-free references, as one table."""
+    print(f"DDO + projection from probes {PROBES} to T = {TARGET:.3g} tokens, {seeds} noise seeds, "
+          f"noise sd {noise} per domain; gap = (objective(recommended, T) - objective(optimum, T)) "
+          "/ objective(optimum, T), noise-free\n")
+    for name, surface in SURFACES.items():
+        w_star, best = true_optimum(TARGET, surface=surface)
+        refs = [f"optimum at T {mix(w_star)}", f"uniform gap {100 * gap({d: 0.25 for d in DOMAINS}, best, surface):.2f}%"]
+        for n in PROBES:
+            w_n, _ = true_optimum(n, surface=surface)
+            refs.append(f"probe {n:.0e} optimum used at T: gap {100 * gap(dict(zip(DOMAINS, w_n)), best, surface):.2f}%")
+        print(f"{name} oracle: " + "; ".join(refs))
+    print()
+    head = ("| oracle | surrogate | runs | tokens / T | gap median % | gap max % | <= 0.5% | <= 0.2% "
+            "| seconds |")
+    print(head)
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, surface in SURFACES.items():
+        _, best = true_optimum(TARGET, surface=surface)
+        for surrogate in ("paper", "transfer"):
+            t0 = time.perf_counter()
+            results = [run_ddo(PROBES, Oracle(noise, np.random.default_rng(seed), surface), best,
+                               surrogate) for seed in range(seeds)]
+            gaps = np.array([g for *_, g in results])
+            runs, tokens = results[0][0], results[0][1]
+            print(f"| {name} | {surrogate} | {runs} | {tokens / TARGET:.3f} | "
+                  f"{100 * np.median(gaps):.3f} | {100 * gaps.max():.3f} | "
+                  f"{int((gaps <= 0.005).sum())}/{seeds} | {int((gaps <= 0.002).sum())}/{seeds} | "
+                  f"{time.perf_counter() - t0:.0f} |", flush=True)
 
 
 def run_searcher(searcher: MixtureSearcher, oracle: Oracle, best: float) -> list[tuple[int, float]]:
@@ -193,11 +261,17 @@ def summary(needed: list[tuple[float, float]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=None, help="noise seeds (default 5; 10 with --ddo-only)")
     ap.add_argument("--cap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.01, help="sd of each domain's loss noise")
+    ap.add_argument("--ddo-only", action="store_true",
+                    help="only DDO + projection: both oracles x both DDO surrogates (about a minute)")
     args = ap.parse_args()
     logging.getLogger("autoscale_ray").setLevel(logging.ERROR)  # DDO's notes on noisy fits
+    if args.ddo_only:
+        ddo_only(args.seeds or 10, args.noise)
+        return
+    args.seeds = args.seeds or 5
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -76,7 +76,7 @@ def test_ddo_register_json_and_bad_base(tmp_path: Path) -> None:
     obj, text = args.func(args)
     json.dumps(obj, allow_nan=False)
     assert set(obj) >= {"tokens", "weights", "at_bound", "multipliers", "responses", "rmse"}
-    assert min(obj["multipliers"].values()) == pytest.approx(0.25)
+    assert min(obj["multipliers"].values()) == pytest.approx(0.25) and obj["surrogate"] == "paper"
     assert "web" in text and "at bound" in text
     with pytest.raises(BadInput, match="base run `nope` not found"):
         ddo_verb.ddo(path, base="nope")

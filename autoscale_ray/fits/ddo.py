@@ -3,34 +3,54 @@
 Each run contributes its final evaluation; its per-domain token quantities are `w.<domain>` x
 `budget`. The base run is found (or named with --base), the surrogate sum_i (x_i + a_i)^(-b_i) + c_i
 is fitted to all runs and minimised at the base budget (AutoScale, Kang et al. 2024;
-`autoscale_ray.laws.ddo`). The result is a mixture object that `project` reads.
+`autoscale_ray.laws.ddo`). With `surrogate="transfer"` each domain's own loss `loss.<domain>` is
+fitted instead, in an effective token count every domain contributes to
+(`autoscale_ray.laws.ddo_transfer`), and the objective is computed from the predicted losses.
+The result is a mixture object that `project` reads.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+import numpy as np
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.ddo import solve_ddo
+from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import RunsTable, read_runs, require_weight_columns
+from autoscale_ray.runs import LOSS_PREFIX, RunsTable, read_runs, require_weight_columns
 
 log = logging.getLogger("autoscale_ray")
 
 AMBIGUITY_WARN = 0.005  # weight change above which equally good fits are worth a warning
+SURROGATES = ("paper", "transfer")
 
 
 def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = "mean-loss",
         down: float = 0.2, up: float = 3.0, design: str = "auto", min_multiplier: float = 0.2,
-        average_duplicates: bool = False) -> Mixture:
+        average_duplicates: bool = False, surrogate: str = "paper",
+        eval_weights: Mapping[str, float] | None = None) -> Mixture:
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
-    run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`."""
+    run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`.
+    `surrogate`: "paper" (additive, fitted to the objective) or "transfer" (per-domain losses with
+    cross-domain transfer; `eval_weights` weight its mean-loss / mean-ppl, default uniform)."""
+    if surrogate not in SURROGATES:
+        raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
+                       f"use one of: {', '.join(SURROGATES)}")
+    table_source = runs.source if isinstance(runs, RunsTable) else str(runs)
+    if surrogate == "transfer" and metric not in OBJECTIVES:
+        raise BadInput(f"the transfer surrogate cannot express metric `{metric}` from per-domain "
+                       "losses", table_source, "use --metric mean-loss or mean-ppl, or --surrogate "
+                       "paper to fit a custom metric column")
+    needs_loss = metric in ("mean-loss", "mean-ppl") or surrogate == "transfer"
     table = runs if isinstance(runs, RunsTable) else read_runs(
-        runs, require=["weights", "loss"] if metric in ("mean-loss", "mean-ppl") else ["weights"],
+        runs, require=["weights", "loss"] if needs_loss else ["weights"],
         average_duplicates=average_duplicates)
-    require_weight_columns(table.domains, table.source)
+    source = table.source
+    require_weight_columns(table.domains, source)
     for name, value in (("--down", down), ("--up", up)):
         if not value > 0:
             raise BadInput(f"{name} {value} is not a positive factor", name, "give e.g. --down 0.2 --up 3")
@@ -39,23 +59,27 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     base_index = None
     if base is not None:
         if base not in run_ids:
-            raise BadInput(f"base run `{base}` not found", table.source,
+            raise BadInput(f"base run `{base}` not found", source,
                            f"use one of: {', '.join(run_ids[:10])}")
         base_index = run_ids.index(base)
+    if surrogate == "transfer":
+        return _ddo_transfer(table, final, run_ids, base_index, metric=metric, down=down, up=up,
+                             design=design, min_multiplier=min_multiplier, eval_weights=eval_weights)
     objective = table.objective(metric, final)
     try:
         res = solve_ddo(table.quantities(final), objective, base=base_index, design=design,
                         factors=(down, up), lower=min_multiplier, names=run_ids,
                         domains=table.domains)
     except BadInput as exc:  # the law names the runs; add the file
-        raise BadInput(str(exc), table.source) from None
+        raise BadInput(str(exc), source) from None
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
     if res.weight_spread > AMBIGUITY_WARN:
         log.warning("%s: %d other surrogate fit(s) explain the runs as well and move a weight by up "
                     "to %.3g; add more factors per domain (e.g. 0.5 and 2) or replicate seeds",
-                    table.source, len(fit.alternatives), res.weight_spread)
+                    source, len(fit.alternatives), res.weight_spread)
     extra: dict[str, Any] = {
+        "surrogate": "paper",
         "base": run_ids[d.base],
         "base_replicates": [run_ids[r] for r in d.base_runs],
         "design": d.kind,
@@ -75,6 +99,91 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         "perturbations": {run_ids[r]: {"domain": names[i], "factor": f}
                           for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
         "weight_spread": res.weight_spread,
+        "source": source,
+    }
+    return Mixture(tokens=float(res.base_quantities.sum()),
+                   weights=dict(zip(names, map(float, opt.weights))),
+                   at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)
+
+
+def _per_domain_losses(table: RunsTable, final: Any, metric: str,
+                       eval_weights: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The final `loss.<domain>` columns in the training domains' order, and the eval weights;
+    BadInput when a training domain has no loss column, a loss column is of an untrained domain,
+    or the table's `loss` is not the (eval-weighted) mean the transfer surrogate predicts."""
+    fix = "add a `loss.<domain>` column for every training domain, or use --surrogate paper"
+    missing = [d for d in table.domains if d not in table.loss_domains]
+    if missing:
+        raise BadInput("the transfer surrogate needs each domain's own validation loss: no "
+                       f"column {', '.join(LOSS_PREFIX + d for d in missing)}", table.source, fix)
+    untrained = [d for d in table.loss_domains if d not in table.domains]
+    if untrained:
+        raise BadInput("the transfer surrogate models the loss of training domains only: "
+                       f"{', '.join(LOSS_PREFIX + d for d in untrained)} has no `w.` column",
+                       table.source, "drop those loss columns, or use --surrogate paper")
+    losses = final[[LOSS_PREFIX + d for d in table.domains]].to_numpy(dtype=float)
+    e = None
+    if eval_weights is not None:
+        unknown = sorted(set(eval_weights) - set(table.domains))
+        if unknown:
+            raise BadInput(f"eval mixture names unknown domains: {', '.join(unknown)}", table.source,
+                           f"use domains among: {', '.join(table.domains)}")
+        e = np.array([float(eval_weights.get(d, 0.0)) for d in table.domains])
+    if metric == "mean-loss" and "loss" in final.columns:
+        # the objective the search minimises is `loss`; the surrogate predicts sum_j e_j L_j
+        mean = losses @ (np.full(len(table.domains), 1 / len(table.domains)) if e is None
+                         else e / e.sum())
+        off = np.abs(final["loss"].to_numpy(dtype=float) - mean) > 1e-6 * np.abs(mean)
+        if off.any():
+            r = int(np.argmax(off))
+            raise BadInput(f"run `{final['run_id'].iloc[r]}`: `loss` is not the "
+                           f"{'eval-weighted ' if e is not None else ''}mean of the `loss.<domain>` "
+                           "columns, which the transfer surrogate predicts", table.source,
+                           "drop the `loss` column (it defaults to that mean), or use --surrogate paper")
+    return losses, e
+
+
+def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: int | None, *,
+                  metric: str, down: float, up: float, design: str, min_multiplier: float,
+                  eval_weights: Mapping[str, float] | None) -> Mixture:
+    losses, e = _per_domain_losses(table, final, metric, eval_weights)
+    try:
+        res: TransferResult = solve_ddo_transfer(
+            table.quantities(final), losses, metric=metric, eval_weights=e, base=base_index,
+            design=design, factors=(down, up), lower=min_multiplier, names=run_ids,
+            domains=table.domains)
+    except BadInput as exc:  # the law names the runs; add the file
+        raise BadInput(str(exc), table.source) from None
+    d, fit, opt = res.design, res.fit, res.optimum
+    names = table.domains
+    extra: dict[str, Any] = {
+        "surrogate": "transfer",
+        "base": run_ids[d.base],
+        "base_replicates": [run_ids[r] for r in d.base_runs],
+        "design": d.kind,
+        "metric": metric,
+        "eval_weights": dict(zip(names, map(float, fit.eval_weights))),
+        "min_multiplier": min_multiplier,
+        "multipliers": dict(zip(names, map(float, opt.multipliers))),
+        "responses": {n: {"a": float(a), "b": float(b), "c": float(c)}
+                      for n, a, b, c in zip(names, fit.a, fit.b, fit.c)},
+        # transfer[j][i]: tokens of training domain i counted toward validation domain j's law
+        "transfer": {j: {i: float(fit.transfer[r, k]) for k, i in enumerate(names)}
+                     for r, j in enumerate(names)},
+        "base_losses": dict(zip(names, map(float, fit.base_losses))),
+        "losses_predicted": dict(zip(names, map(float, opt.losses))),
+        "objective_base": res.base_objective,
+        "objective_predicted": opt.objective,
+        "objective_predicted_ratio": opt.objective / res.base_objective,
+        "rmse": float(np.sqrt(np.mean(fit.residuals ** 2))),
+        "rmse_per_domain": dict(zip(names, map(float, fit.rmse))),
+        "dof": fit.dof,
+        "n_runs": len(run_ids),
+        "residuals": {run: dict(zip(names, map(float, row)))
+                      for run, row in zip(run_ids, fit.residuals)},
+        "perturbations": {run_ids[r]: {"domain": names[i], "factor": f}
+                          for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
+        "weight_spread": 0.0,  # one fit per domain is kept; its ties go to the earliest start
         "source": table.source,
     }
     return Mixture(tokens=float(res.base_quantities.sum()),

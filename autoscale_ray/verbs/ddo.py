@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from autoscale_ray.fits import ddo as fits_ddo
-from autoscale_ray.fits.ddo import AMBIGUITY_WARN, ddo
+from autoscale_ray.fits.ddo import AMBIGUITY_WARN, SURROGATES, ddo
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.formatting import format_table
 from autoscale_ray.verbs.arguments import finite_number, verb_parser
@@ -19,8 +19,15 @@ def human(mix: Mixture) -> str:
     table = format_table(["domain", "multiplier", "weight", "a", "b", "at bound"], rows)
     spread = (f"; equally good fits move a weight by up to {e['weight_spread']:.3g}"
               if e["weight_spread"] > AMBIGUITY_WARN else "")
+    surrogate = e.get("surrogate", "paper")
+    if surrogate == "transfer":
+        names = list(mix.weights)
+        matrix = format_table(["loss of", *names],
+                              [[j, *[e["transfer"][j][i] for i in names]] for j in names])
+        table += (f"\n\ntransfer t_ji: tokens of column i counted toward row j's loss (1 on the "
+                  f"diagonal: a domain's own tokens)\n{matrix}")
     return (f"{table}\n\nDDO at {mix.tokens:.4g} tokens, base `{e['base']}`, design {e['design']}, "
-            f"{e['n_runs']} runs, metric {e['metric']}\n"
+            f"{e['n_runs']} runs, metric {e['metric']}, surrogate {surrogate}\n"
             f"predicted objective {e['objective_predicted']:.5g} (base {e['objective_base']:.5g}, "
             f"ratio {e['objective_predicted_ratio']:.4f}); fit RMSE {e['rmse']:.3g} with "
             f"{e['dof']} residual dof{spread}")
@@ -29,7 +36,7 @@ def human(mix: Mixture) -> str:
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     mix = ddo(args.runs, base=args.base, metric=args.metric, down=args.down, up=args.up,
               design=args.design, min_multiplier=args.min_multiplier,
-              average_duplicates=args.average_duplicates)
+              average_duplicates=args.average_duplicates, surrogate=args.surrogate)
     return mix.to_json(), human(mix)
 
 
@@ -46,5 +53,8 @@ def register(subparsers: Any) -> None:
                    help="perturbation design (default: detected)")
     p.add_argument("--min-multiplier", type=finite_number, default=0.2, metavar="X",
                    help="lower bound on each domain's multiple of its base quantity (default 0.2)")
+    p.add_argument("--surrogate", choices=list(SURROGATES), default="paper",
+                   help="paper: the additive surrogate fitted to the objective (default); transfer: "
+                        "per-domain losses (loss.<domain>) with cross-domain transfer")
     p.add_argument("--average-duplicates", action="store_true",
                    help="average repeated evaluations of a run at the same tokens")
