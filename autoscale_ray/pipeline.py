@@ -305,7 +305,8 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            min_multiplier=search.min_multiplier, metric=search.metric,
                            min_weight=search.min_weight, base_weights=weights,
                            design=search.design, down=search.down, up=search.up,
-                           batch_tokens=int(cfg.train.get("global_batch_tokens", TrainConfig.global_batch_tokens)))
+                           batch_tokens=int(cfg.train.get("global_batch_tokens", TrainConfig.global_batch_tokens)),
+                           surrogate=search.surrogate)
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:

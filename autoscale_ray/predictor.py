@@ -27,7 +27,7 @@ from autoscale_ray.fits.project import project
 log = logging.getLogger("autoscale_ray")
 
 BETA_PRIOR = BETA_BJORCK  # Bjorck et al.'s LR-horizon exponent, used until two horizons are fitted
-META = ("key", "stage", "probe", "arm")
+META = ("key", "stage", "probe", "arm", "round")
 
 
 class Predictor:
@@ -145,14 +145,17 @@ class Predictor:
         f = self.frame("ddo", probe)
         if f.empty:
             raise RuntimeError(f"no completed DDO runs at probe budget {probe}")
+        # the first round is the perturbation design; later rounds (refinement) are fitted too
+        first = f if "round" not in f.columns else f[f["round"].fillna(1).astype(int) == 1]
         designed = 2 * len(self.domains) + 1
-        runs = f["key"].nunique()
+        runs = first["key"].nunique()
         if runs < designed:
             self._note(f"DDO at {probe:.4g} tokens rests on {runs} of {designed} designed runs")
-        base = f.loc[f["key"].str.endswith("/base"), "run_id"]
+        base = first.loc[first["key"].str.endswith("/base"), "run_id"]
         mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
                   metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
-                  down=self.down, up=self.up, surrogate=self.surrogate)
+                  down=self.down, up=self.up, surrogate=self.surrogate,
+                  design_runs=set(first["run_id"].astype(str)))
         self.optima[probe] = mix
         return mix.to_json()
 

@@ -137,7 +137,8 @@ class DDOPlan:
         self.done[spec.key] = "ok" if ok else "failed"
         if ok and rows:
             self.rows[spec.key] = rows
-            self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("arm")}
+            self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("arm"),
+                                   "round": int(spec.tags.get("round", 1))}
             fits.add(spec.key, rows, self.meta[spec.key])
         elif not ok:
             fits.note(f"trial {spec.key} ({trial_id}) failed or diverged: left out of every fit, "

@@ -19,7 +19,9 @@ from autoscale_ray.verbs import project as project_verb
 from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
 
 DOMAINS = ("web", "wiki", "code")
-A, B = np.array([0.3, 1.0, 3.0]), np.array([0.8, 1.2, 0.2])   # `code` saturates: at the bound
+# `code` saturates: at the bound. sum_i (1 + a_i)^(-b_i) < 1, so the surface's constant C (its
+# value with unlimited data, y(base) = 1) is >= 0, as a loss ratio's must be (DDO fits C >= 0)
+A, B = np.array([2.0, 3.0, 9.0]), np.array([1.0, 0.8, 0.5])
 
 
 def true_weights(w0: np.ndarray) -> np.ndarray:

@@ -12,14 +12,17 @@ The result is a mixture object that `project` reads.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
+from autoscale_ray.laws.evidence import contradictions
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable, read_runs, require_weight_columns
 
@@ -27,16 +30,23 @@ log = logging.getLogger("autoscale_ray")
 
 AMBIGUITY_WARN = 0.005  # weight change above which equally good fits are worth a warning
 SURROGATES = ("paper", "transfer")
+# The floor of the base-normalised objective: a loss or a perplexity ratio is never below 0, so
+# the surrogate's constant C (its value with unlimited data of every domain) may not be either.
+FLOORS = {"mean-loss": 0.0, "mean-ppl": 0.0}
 
 
 def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = "mean-loss",
         down: float = 0.2, up: float = 3.0, design: str = "auto", min_multiplier: float = 0.2,
         average_duplicates: bool = False, surrogate: str = "paper",
-        eval_weights: Mapping[str, float] | None = None) -> Mixture:
+        eval_weights: Mapping[str, float] | None = None,
+        design_runs: Collection[str] | None = None) -> Mixture:
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
     run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`.
     `surrogate`: "paper" (additive, fitted to the objective) or "transfer" (per-domain losses with
-    cross-domain transfer; `eval_weights` weight its mean-loss / mean-ppl, default uniform)."""
+    cross-domain transfer; `eval_weights` weight its mean-loss / mean-ppl, default uniform).
+    `design_runs`: the run_ids of the perturbation design when the table also holds runs of
+    refinement rounds (centred elsewhere); those enter the fit relative to the design's base.
+    Runs that contradict the surrogate's decreasing response are named in `contradicted`."""
     if surrogate not in SURROGATES:
         raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
                        f"use one of: {', '.join(SURROGATES)}")
@@ -55,6 +65,12 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         if not value > 0:
             raise BadInput(f"{name} {value} is not a positive factor", name, "give e.g. --down 0.2 --up 3")
     final = table.final()
+    if design_runs is not None:  # the design first, then the refinement runs, each in table order
+        inside = final["run_id"].astype(str).isin(set(design_runs))
+        final = pd.concat([final[inside], final[~inside]], ignore_index=True)
+        n_design = int(inside.sum())
+    else:
+        n_design = len(final)
     run_ids = final["run_id"].astype(str).tolist()
     base_index = None
     if base is not None:
@@ -63,13 +79,16 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
                            f"use one of: {', '.join(run_ids[:10])}")
         base_index = run_ids.index(base)
     if surrogate == "transfer":
-        return _ddo_transfer(table, final, run_ids, base_index, metric=metric, down=down, up=up,
-                             design=design, min_multiplier=min_multiplier, eval_weights=eval_weights)
+        return _ddo_transfer(table, final, run_ids, base_index, n_design, metric=metric, down=down,
+                             up=up, design=design, min_multiplier=min_multiplier,
+                             eval_weights=eval_weights)
     objective = table.objective(metric, final)
+    quantities = table.quantities(final)
     try:
-        res = solve_ddo(table.quantities(final), objective, base=base_index, design=design,
-                        factors=(down, up), lower=min_multiplier, names=run_ids,
-                        domains=table.domains)
+        res = solve_ddo(quantities[:n_design], objective[:n_design], base=base_index, design=design,
+                        factors=(down, up), lower=min_multiplier, names=run_ids[:n_design],
+                        domains=table.domains, floor=FLOORS.get(metric, -math.inf),
+                        extra_quantities=quantities[n_design:], extra_objective=objective[n_design:])
     except BadInput as exc:  # the law names the runs; add the file
         raise BadInput(str(exc), source) from None
     d, fit, opt = res.design, res.fit, res.optimum
@@ -99,6 +118,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         "perturbations": {run_ids[r]: {"domain": names[i], "factor": f}
                           for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
         "weight_spread": res.weight_spread,
+        **_contradictions(objective[:n_design], d, names, source),
         "source": source,
     }
     return Mixture(tokens=float(res.base_quantities.sum()),
@@ -143,15 +163,17 @@ def _per_domain_losses(table: RunsTable, final: Any, metric: str,
     return losses, e
 
 
-def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: int | None, *,
-                  metric: str, down: float, up: float, design: str, min_multiplier: float,
-                  eval_weights: Mapping[str, float] | None) -> Mixture:
+def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: int | None,
+                  n_design: int, *, metric: str, down: float, up: float, design: str,
+                  min_multiplier: float, eval_weights: Mapping[str, float] | None) -> Mixture:
     losses, e = _per_domain_losses(table, final, metric, eval_weights)
+    quantities = table.quantities(final)
     try:
         res: TransferResult = solve_ddo_transfer(
-            table.quantities(final), losses, metric=metric, eval_weights=e, base=base_index,
-            design=design, factors=(down, up), lower=min_multiplier, names=run_ids,
-            domains=table.domains)
+            quantities[:n_design], losses[:n_design], metric=metric, eval_weights=e, base=base_index,
+            design=design, factors=(down, up), lower=min_multiplier, names=run_ids[:n_design],
+            domains=table.domains, extra_quantities=quantities[n_design:],
+            extra_losses=losses[n_design:])
     except BadInput as exc:  # the law names the runs; add the file
         raise BadInput(str(exc), table.source) from None
     d, fit, opt = res.design, res.fit, res.optimum
@@ -184,8 +206,21 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
         "perturbations": {run_ids[r]: {"domain": names[i], "factor": f}
                           for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
         "weight_spread": 0.0,  # one fit per domain is kept; its ties go to the earliest start
+        **_contradictions(table.objective(metric, final)[:n_design], d, names, table.source),
         "source": table.source,
     }
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)
+
+
+def _contradictions(objective: np.ndarray, d: Any, names: Sequence[str], source: str) -> dict[str, Any]:
+    """`contradicted` (domains) and `contradictions` (what their runs did), with a warning: runs
+    the surrogate's decreasing response cannot pass through (laws/evidence.py)."""
+    found = contradictions(objective, d.base_runs, d.perturbed, d.factors, d.kind)
+    named = {names[i]: what for i, what in sorted(found.items())}
+    if named:
+        log.warning("%s: the runs of %s contradict DDO's surrogate (%s): their optimum is not "
+                    "evidence of a trend and is not extrapolated", source, ", ".join(named),
+                    "; ".join(f"{n}: {', '.join(w)}" for n, w in named.items()))
+    return {"contradicted": list(named), "contradictions": named}

@@ -285,18 +285,25 @@ def solve_ddo_transfer(quantities: np.ndarray, losses: np.ndarray, *, metric: st
                        eval_weights: np.ndarray | None = None, base: int | None = None,
                        design: str = "auto", factors: Sequence[float] = (0.2, 3.0),
                        lower: float = 0.2, rtol: float = 1e-2, names: Sequence[str] | None = None,
-                       domains: Sequence[str] | None = None) -> TransferResult:
+                       domains: Sequence[str] | None = None,
+                       extra_quantities: np.ndarray | None = None,
+                       extra_losses: np.ndarray | None = None) -> TransferResult:
     """DDO with transfer from per-run token quantities and per-run, per-domain final losses
-    (both runs x domains, the same domain order). The design is found as in `laws.ddo`."""
+    (both runs x domains, the same domain order). The design is found as in `laws.ddo`, on the
+    first runs alone; `extra_*` runs (refinement rounds) enter the fit relative to its base."""
     q = np.asarray(quantities, dtype=float)
     ell = np.asarray(losses, dtype=float)
     d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
+    x = d.multipliers
+    if extra_quantities is not None and len(extra_quantities):
+        x = np.vstack([x, np.asarray(extra_quantities, dtype=float) / q[d.base]])
+        ell = np.vstack([ell, np.asarray(extra_losses, dtype=float)])
     base_losses = ell[list(d.base_runs)].mean(axis=0)
     if not (np.isfinite(base_losses).all() and (base_losses > 0).all()):
         raise BadInput(f"the base run's per-domain losses are {base_losses.tolist()}", None,
                        "the transfer surrogate normalises each domain by its base loss; give "
                        "positive losses")
-    fit = fit_transfer(d.multipliers, ell / base_losses, base_losses, metric=metric,
+    fit = fit_transfer(x, ell / base_losses, base_losses, metric=metric,
                        eval_weights=eval_weights, lower=lower, rtol=rtol, domains=domains)
     base_q = q[d.base]
     opt = optimize_transfer(fit, base_q / base_q.sum(), lower=lower)
