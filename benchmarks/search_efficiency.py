@@ -157,10 +157,10 @@ def gap(weights: dict[str, float], best: float, surface: Surface = per_domain) -
 
 
 def run_ddo(probes: tuple[int, ...], oracle: Oracle, best: float,
-            surrogate: str = "paper") -> tuple[int, int, float]:
+            surrogate: str = "paper", rounds: int = 1) -> tuple[int, int, float]:
     """DDOPlan + Predictor on the oracle: (runs, tokens, gap at T of the recommendation)."""
     cfg = PlanConfig(probes=list(probes), base_weights={d: 1 / len(DOMAINS) for d in DOMAINS},
-                     target=TARGET, lr=LR)
+                     target=TARGET, lr=LR, rounds=rounds)
     pred = Predictor(DOMAINS, TARGET, probes=probes, lr=LR, surrogate=surrogate)
     plan = DDOPlan(cfg)
     plan.start()
@@ -169,7 +169,7 @@ def run_ddo(probes: tuple[int, ...], oracle: Oracle, best: float,
             gap(plan.results["recommendation"]["weights"], best, oracle.surface))
 
 
-def ddo_only(seeds: int, noise: float) -> None:
+def ddo_only(seeds: int, noise: float, rounds: tuple[int, ...] = (1, 2)) -> None:
     """DDO + projection from the two probes: both oracles x both surrogates x `seeds` noise seeds
     (seed k: np.random.default_rng(k)), plus the noise-free references, as one table."""
     print(f"DDO + projection from probes {PROBES} to T = {TARGET:.3g} tokens, {seeds} noise seeds, "
@@ -183,19 +183,20 @@ def ddo_only(seeds: int, noise: float) -> None:
             refs.append(f"probe {n:.0e} optimum used at T: gap {100 * gap(dict(zip(DOMAINS, w_n)), best, surface):.2f}%")
         print(f"{name} oracle: " + "; ".join(refs))
     print()
-    head = ("| oracle | surrogate | runs | tokens / T | gap median % | gap max % | <= 0.5% | <= 0.2% "
-            "| seconds |")
+    head = ("| oracle | surrogate | rounds | runs (median) | tokens / T | gap median % | gap max % "
+            "| <= 0.5% | <= 0.2% | seconds |")
     print(head)
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, surface in SURFACES.items():
         _, best = true_optimum(TARGET, surface=surface)
-        for surrogate in ("paper", "transfer"):
+        for surrogate, n_rounds in ((s, r) for s in ("paper", "transfer") for r in rounds):
             t0 = time.perf_counter()
             results = [run_ddo(PROBES, Oracle(noise, np.random.default_rng(seed), surface), best,
-                               surrogate) for seed in range(seeds)]
+                               surrogate, n_rounds) for seed in range(seeds)]
             gaps = np.array([g for *_, g in results])
-            runs, tokens = results[0][0], results[0][1]
-            print(f"| {name} | {surrogate} | {runs} | {tokens / TARGET:.3f} | "
+            runs = int(np.median([r[0] for r in results]))
+            tokens = float(np.median([r[1] for r in results]))
+            print(f"| {name} | {surrogate} | {n_rounds} | {runs} | {tokens / TARGET:.3f} | "
                   f"{100 * np.median(gaps):.3f} | {100 * gaps.max():.3f} | "
                   f"{int((gaps <= 0.005).sum())}/{seeds} | {int((gaps <= 0.002).sum())}/{seeds} | "
                   f"{time.perf_counter() - t0:.0f} |", flush=True)
@@ -264,12 +265,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="noise seeds (default 5; 10 with --ddo-only)")
     ap.add_argument("--cap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.01, help="sd of each domain's loss noise")
+    ap.add_argument("--rounds", type=int, nargs="+", default=[1, 2],
+                    help="DDO rounds per probe to compare with --ddo-only (default 1 2)")
     ap.add_argument("--ddo-only", action="store_true",
                     help="only DDO + projection: both oracles x both DDO surrogates (about a minute)")
     args = ap.parse_args()
     logging.getLogger("autoscale_ray").setLevel(logging.ERROR)  # DDO's notes on noisy fits
     if args.ddo_only:
-        ddo_only(args.seeds or 10, args.noise)
+        ddo_only(args.seeds or 10, args.noise, tuple(args.rounds))
         return
     args.seeds = args.seeds or 5
     import optuna
