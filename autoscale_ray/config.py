@@ -15,7 +15,7 @@ search:
   probe_budgets: [2.0e5, 8.0e5]
   target_budget: 3.2e6
   lr_grid: [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]    # or lr: 3.0e-3 (no LR stage)
-  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 1}
+  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 2}
 resources:
   max_concurrent_trials: 2
   cpus_per_trial: 1
@@ -70,7 +70,7 @@ class SearchSpec:
     design: str = "fixed-others"
     min_multiplier: float = 0.2
     surrogate: str = "paper"          # DDO's surrogate: paper (additive) | transfer (per-domain losses)
-    rounds: int = 1                   # DDO rounds per probe: > 1 refines around the last optimum
+    rounds: int = 2                   # DDO rounds per probe: 2 refines once around the first optimum
     lr_extend: int = 2                # LRs added past an edge sweep's best LR, per round
     lr_extend_rounds: int = 3         # extension rounds at most, per probe
     verify_probe: bool = True

@@ -82,7 +82,7 @@ def test_ddo_surrogate_and_rounds(tmp_path: Path) -> None:
     search = load_config(path).search
     assert (search.surrogate, search.rounds) == ("transfer", 2)
     path.write_text(DDO_CONFIG % "{}")
-    assert (load_config(path).search.surrogate, load_config(path).search.rounds) == ("paper", 1)
+    assert (load_config(path).search.surrogate, load_config(path).search.rounds) == ("paper", 2)
 
 
 @pytest.mark.parametrize("ddo, message", [
