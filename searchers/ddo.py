@@ -77,11 +77,12 @@ class PlanConfig:
     rounds: int = 1                       # DDO rounds per probe (> 1: refinement, search/refine.py)
 
     def planned_trials(self) -> int:
-        """Trials the design asks for before any LR-sweep extension (`DDOPlan.planned_trials`
-        adds the extensions enqueued so far)."""
+        """Trials the design asks for, every DDO round included, before any LR-sweep extension
+        (`DDOPlan.planned_trials` adds the extensions enqueued so far and takes off the rounds
+        a settled optimum made unnecessary)."""
         m = len(self.base_weights)
         k = len(self.probes)
-        return k * len(self.lrs) + k * (2 * m + 1) + (k if self.verify_probe else 0) \
+        return k * len(self.lrs) + k * (2 * m + 1) * self.rounds + (k if self.verify_probe else 0) \
             + 3 * self.target_seeds
 
 
@@ -103,7 +104,7 @@ class DDOPlan:
     lr_open: set[int] = field(default_factory=set)           # probes whose LR stage is not final
     lr_extra: int = 0                                         # extension trials enqueued
     centres: dict[int, dict[str, float]] = field(default_factory=dict)  # probe -> last round's centre
-    refine_extra: int = 0                                     # refinement trials enqueued
+    rounds_skipped: int = 0                                   # refinement trials not needed
 
     def start(self) -> None:
         cfg = self.cfg
@@ -120,7 +121,7 @@ class DDOPlan:
 
     def planned_trials(self) -> int:
         """The design's trials plus the LR-sweep extensions enqueued so far."""
-        return self.cfg.planned_trials() + self.lr_extra + self.refine_extra
+        return self.cfg.planned_trials() + self.lr_extra - self.rounds_skipped
 
     # -- the Tune-facing half -------------------------------------------------------------
     def next_spec(self, trial_id: str) -> TrialSpec | None:
@@ -178,6 +179,8 @@ class DDOPlan:
                 optimum = None
             if optimum is not None and self._refine(probe, round_, optimum, fits):
                 return
+            # the rounds this probe will not run
+            self.rounds_skipped += (2 * len(cfg.base_weights) + 1) * max(0, cfg.rounds - round_)
             self.results.setdefault("ddo", {})[probe] = optimum
             if optimum is not None and cfg.verify_probe:
                 self._enqueue(f"verify/{probe}", [TrialSpec(
@@ -227,7 +230,6 @@ class DDOPlan:
         self.centres[probe] = dict(optimum["weights"])
         specs = [replace(s, lr=fits.lr_for(s.budget)) for s in refinement_specs(
             probe, optimum["weights"], cfg.down, cfg.up, cfg.design, round_ + 1, cfg.seed)]
-        self.refine_extra += len(specs)
         self._enqueue(f"ddo/{probe}/r{round_ + 1}", specs)
         return True
 
