@@ -128,3 +128,47 @@ def test_cli_ddo_then_project(tmp_path: Path, cli) -> None:  # noqa: F811
     assert set(obj) >= {"exponent", "ratios", "sources", "at_bound"}
     code, out, err = cli("project", str(outs[0]), "--target-tokens", "2B")
     assert code == 2 and "two or more" in err and not out
+
+
+PAPER_RUNS = Path(__file__).parent / "data" / "autoscale_ddo" / "gpt2_large_ddo_1.2b.csv"
+# DDO_example.ipynb's own optimum on these runs (multipliers of the base quantities, x / 7 = weights)
+NOTEBOOK_1_2B = {"cc": 1.62475352, "github": 0.2, "books": 1.27415166, "wiki": 1.17979573,
+                 "c4": 1.8518998, "stackexchange": 0.63716376, "arxiv": 0.23223551}
+
+
+def paper_runs_table(path: Path, jitter: np.random.Generator | None = None) -> Path:
+    """The paper's 15 runs as a runs table: per-domain tokens x_i * 1.2e9 / 7, `loss.<d>` = log ppl
+    (so mean-ppl is the paper's objective); `jitter` perturbs every input by ~1e-12 relative."""
+    f = pd.read_csv(PAPER_RUNS)
+    domains = [c[2:] for c in f.columns if c.startswith("x.")]
+    q = f[[f"x.{d}" for d in domains]].to_numpy() * 1.2e9 / 7
+    ppl = f[[f"ppl.{d}" for d in domains]].to_numpy()
+    if jitter is not None:
+        q = q * (1 + 1e-12 * jitter.standard_normal(q.shape))
+        ppl = ppl * (1 + 1e-12 * jitter.standard_normal(ppl.shape))
+    total = q.sum(axis=1)
+    table = pd.DataFrame({"run_id": f["run"], "tokens": total, "budget": total,
+                          **{f"w.{d}": q[:, i] / total for i, d in enumerate(domains)},
+                          **{f"loss.{d}": np.log(ppl[:, i]) for i, d in enumerate(domains)}})
+    write_runs(table, path)
+    return path
+
+
+def test_the_papers_runs_give_the_notebooks_optimum_and_one_answer(tmp_path: Path, cli) -> None:  # noqa: F811
+    """`ddo --surrogate paper --metric mean-ppl` on AutoScale's 15 published runs: the optimum of the
+    paper's own fitting (DDO_example.ipynb) within 0.002 per weight; every surrogate gives the same
+    answer when every input moves by 1e-12 relative."""
+    answers: dict[str, list[np.ndarray]] = {"paper": [], "transfer": []}
+    for k in range(4):
+        runs = paper_runs_table(tmp_path / f"runs{k}.csv", None if k == 0 else np.random.default_rng(k))
+        for surrogate in answers:
+            code, out, err = cli("ddo", str(runs), "--surrogate", surrogate, "--metric", "mean-ppl", "--json")
+            assert code == 0, err
+            mix = json.loads(out)
+            answers[surrogate].append(np.array([mix["weights"][d] for d in NOTEBOOK_1_2B]))
+            if surrogate == "paper" and k == 0:
+                assert mix["surrogate"] == "paper" and mix["constant"] >= 0
+                np.testing.assert_allclose(answers["paper"][0], np.array(list(NOTEBOOK_1_2B.values())) / 7,
+                                           atol=0.002)
+    for surrogate, got in answers.items():
+        assert np.abs(np.array(got) - got[0]).max() < 1e-8, surrogate
