@@ -156,6 +156,10 @@ class Predictor:
                   metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
                   down=self.down, up=self.up, surrogate=self.surrogate,
                   design_runs=set(first["run_id"].astype(str)))
+        if mix.extra.get("contradicted"):
+            self._note(f"DDO at {probe:.4g} tokens: the runs of {', '.join(mix.extra['contradicted'])} "
+                       "contradict the surrogate (fewer tokens helped or more hurt, beyond the noise "
+                       "the replicates show); their shift is not extrapolated to the target")
         self.optima[probe] = mix
         return mix.to_json()
 
