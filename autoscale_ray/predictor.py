@@ -168,8 +168,9 @@ class Predictor:
         optimum (`verify` runs) or, without those, of the base-mixture DDO runs."""
         source = "verify" if self.frame("verify").shape[0] else "ddo"
         f = self.frame(source)
-        if source == "ddo":
-            f = f[f["key"].str.endswith("/base")]
+        if source == "ddo":  # the base mixture: round 1's base runs (later rounds centre elsewhere)
+            first = f["round"].fillna(1).astype(int) == 1 if "round" in f.columns else True
+            f = f[f["key"].str.endswith("/base") & first]
         expected: dict[str, Any] = {"source": source, "runs": sorted(f["key"].unique()) if len(f) else []}
         losses = {}
         for d in self.domains:

@@ -239,7 +239,7 @@ class DDOPlan:
         centre = self.rows.get(f"ddo/{probe:.4g}/r{round_}/base") if round_ > 1 else base
         if not base or not centre:
             return 1.0
-        return float(centre[-1]["loss"]) / float(base[-1]["loss"])
+        return _final_loss(centre) / _final_loss(base)
 
     def _recommend(self, fits: Fits) -> None:
         cfg = self.cfg
@@ -256,6 +256,15 @@ class DDOPlan:
                            {"arm": arm})
                  for arm, weights in arms.items() for seed in range(cfg.seed, cfg.seed + cfg.target_seeds)]
         self._enqueue("target/all", specs)
+
+
+def _final_loss(rows: list[dict]) -> float:
+    """A run's last `loss` (the mean of its `loss.<domain>` values when it reports no `loss`)."""
+    last = rows[-1]
+    if "loss" in last:
+        return float(last["loss"])
+    per_domain = [float(v) for k, v in last.items() if k.startswith("loss.")]
+    return sum(per_domain) / len(per_domain)
 
 
 def _edge_side(best: float | None, grid: Sequence[float]) -> str | None:

@@ -151,3 +151,12 @@ def test_an_edge_sweep_is_extended_until_the_law_is_fitted() -> None:
 def test_recommendation_without_a_batch_size_says_none() -> None:
     plan, pred = run_search([20_000, 80_000], 1_280_000)
     assert plan.results["recommendation"]["lr_batch_tokens"] is None
+
+
+def test_expected_losses_come_from_the_base_mixture_only() -> None:
+    """With a refinement round, the round-2 centre run (another mixture) stays out of the L(D) fit
+    of the base mixture's expected losses."""
+    plan, pred = run_search([20_000, 80_000], 1_280_000, predictor_design={}, rounds=2)
+    assert any("/r2/" in r["key"] for r in pred.rows)
+    runs = plan.results["recommendation"]["expected_loss"]["runs"]
+    assert runs == ["ddo/2e+04/base", "ddo/8e+04/base"]
