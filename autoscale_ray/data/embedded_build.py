@@ -1,15 +1,8 @@
 """Generate the shipped embedded corpus ONCE from an installation: `autoscale-ray corpus build
 --from-installation` (maintainers only; users never run it).
 
-Four domains, each taken from the Python installation and the package's dependencies. They differ
-in how fast a small model learns them:
-
-| domain   | text                                                        | learnability               |
-| -------- | ----------------------------------------------------------- | -------------------------- |
-| `stubs`  | type stubs (`.pyi`) of torch, numpy, pandas, ...             | very regular: saturates fast |
-| `cpp`    | C/C++ headers shipped by torch, pyarrow, numpy              | regular code, licence banners |
-| `python` | the standard library's Python source (tests excluded)       | varied code                |
-| `prose`  | docstrings of transformers, torch, scipy, ... (via `ast`)   | English technical prose: keeps improving |
+Four domains, each taken from the Python installation and the package's dependencies, which differ
+in how fast a small model learns them (the table is in `autoscale_ray.data.embedded`).
 
 Files are chosen deterministically: every candidate file, in the order of the blake2b hash of its
 path relative to its root (a fixed pseudo-random order that spreads the choice across packages and

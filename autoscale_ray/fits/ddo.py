@@ -98,15 +98,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
                     "to %.3g; add more factors per domain (e.g. 0.5 and 2) or replicate seeds",
                     source, len(fit.alternatives), res.weight_spread)
     extra: dict[str, Any] = {
-        "surrogate": "paper",
-        "base": run_ids[d.base],
-        "base_replicates": [run_ids[r] for r in d.base_runs],
-        "design": d.kind,
-        "metric": metric,
-        "min_multiplier": min_multiplier,
-        "multipliers": dict(zip(names, map(float, opt.multipliers))),
-        "responses": {n: {"a": float(a), "b": float(b), "c": float(c)}
-                      for n, a, b, c in zip(names, fit.a, fit.b, fit.c)},
+        **_common_extra("paper", d, run_ids, metric, min_multiplier, opt, fit, names),
         "constant": fit.constant,  # sum of the c_i: only the total is identified
         "objective_base": res.base_objective,
         "objective_predicted": opt.objective * res.base_objective,
@@ -179,16 +171,8 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
     extra: dict[str, Any] = {
-        "surrogate": "transfer",
-        "base": run_ids[d.base],
-        "base_replicates": [run_ids[r] for r in d.base_runs],
-        "design": d.kind,
-        "metric": metric,
+        **_common_extra("transfer", d, run_ids, metric, min_multiplier, opt, fit, names),
         "eval_weights": dict(zip(names, map(float, fit.eval_weights))),
-        "min_multiplier": min_multiplier,
-        "multipliers": dict(zip(names, map(float, opt.multipliers))),
-        "responses": {n: {"a": float(a), "b": float(b), "c": float(c)}
-                      for n, a, b, c in zip(names, fit.a, fit.b, fit.c)},
         # transfer[j][i]: tokens of training domain i counted toward validation domain j's law
         "transfer": {j: {i: float(fit.transfer[r, k]) for k, i in enumerate(names)}
                      for r, j in enumerate(names)},
@@ -212,6 +196,23 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)
+
+
+def _common_extra(surrogate: str, d: Any, run_ids: Sequence[str], metric: str,
+                  min_multiplier: float, opt: Any, fit: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The fit details both surrogates report: the design, the optimum's multipliers and each
+    domain's response (a, b, c)."""
+    return {
+        "surrogate": surrogate,
+        "base": run_ids[d.base],
+        "base_replicates": [run_ids[r] for r in d.base_runs],
+        "design": d.kind,
+        "metric": metric,
+        "min_multiplier": min_multiplier,
+        "multipliers": dict(zip(names, map(float, opt.multipliers))),
+        "responses": {n: {"a": float(a), "b": float(b), "c": float(c)}
+                      for n, a, b, c in zip(names, fit.a, fit.b, fit.c)},
+    }
 
 
 def _contradictions(objective: np.ndarray, d: Any, names: Sequence[str], source: str) -> dict[str, Any]:
