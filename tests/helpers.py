@@ -20,7 +20,10 @@ SMALL_CONFIG: dict[str, Any] = {
     "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": "cache"},
     "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
               "eval_batches": 2},
-    "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
+    # one DDO round: the machinery tests run the paper's 2m+1 design; test_pipeline's end-to-end
+    # test runs the default refinement round
+    "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False,
+               "ddo": {"rounds": 1}},
     "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
 }
 

@@ -28,7 +28,8 @@ EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 
 def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> None:  # noqa: F811
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", str(config(tmp_path, "e2e")), "--out", str(out), "--json")
+    code, stdout, stderr = cli("run", str(config(tmp_path, "e2e", ddo={"rounds": 2})), "--out", str(out),
+                               "--json")
     assert code == 0, stderr[-3000:]
     rec = json.loads(stdout)
     assert rec == json.loads((out / "recommendation.json").read_text())
@@ -38,7 +39,16 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> No
     assert rec["lr"] > 0 and set(rec["expected_loss"]["per_domain"]) == set(domains)
     runs = pd.read_parquet(out / "runs.parquet")
     keys = runs["key"].unique()
-    assert len(keys) == 2 * (2 * 4 + 1)  # two probes x (base + down/up per domain), nothing else
+    first = [k for k in keys if "/r2/" not in k]
+    assert len(first) == 2 * (2 * 4 + 1)  # two probes x (base + down/up per domain)
+    # the refinement round: the same design centred at each probe's first optimum, unless it settled
+    for probe in ("1.2e+04", "2.4e+04"):
+        refined = sorted(k for k in keys if k.startswith(f"ddo/{probe}/r2/"))
+        settled = any(f"DDO at {float(probe):.4g} tokens: no round 2" in n for n in rec["evidence"]["notes"])
+        assert len(refined) == (0 if settled else 9), (probe, refined)
+        if refined:
+            centre = runs[runs["key"] == f"ddo/{probe}/r2/base"].iloc[-1]
+            assert centre["w.markov"] != pytest.approx(0.25)  # not the base mixture again
     assert (runs.groupby("key")["tokens"].nunique() == 6).all()  # every evaluation, once each
     assert sorted(rec["evidence"]["trials"]) == sorted(keys)
     util = rec["evidence"]["utilisation"]
