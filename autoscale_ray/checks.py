@@ -8,7 +8,9 @@ pandas, config, runs, data or train; array checks live in `autoscale_ray.laws.ch
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -154,3 +156,20 @@ def normalised(weights: Mapping[str, float]) -> dict[str, float]:
     """Each weight over their sum (which the caller has checked is > 0)."""
     total = sum(weights.values())
     return {d: w / total for d, w in weights.items()}
+
+
+def did_you_mean(wanted: str, names: Iterable[str]) -> str:
+    """` (did you mean `x`?)` for the closest of `names` to `wanted` (difflib, cutoff 0.6), or ""."""
+    close = difflib.get_close_matches(wanted, [str(n) for n in names], n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def weight_column_lookalikes(names: Iterable[str], prefix: str = "w.") -> dict[str, str]:
+    """Columns that look like mixture weights written another way (`w_cc`, `w-cc`, `W.cc`,
+    `weight.cc`, `weight_cc`) -> the `w.<domain>` name they were probably meant as."""
+    found = {}
+    for name in map(str, names):
+        m = re.fullmatch(r"(?i)(?:w|weight|weights)[._\- ](.+)", name)
+        if m and not name.startswith(prefix):
+            found[name] = prefix + m.group(1)
+    return found

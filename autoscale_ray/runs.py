@@ -10,9 +10,10 @@ a warning that names them, so a diverged run never enters a fit.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from autoscale_ray.atomic import atomic_path
-from autoscale_ray.checks import as_text, check_known, weight_vector
+from autoscale_ray.checks import (as_text, check_known, did_you_mean, weight_column_lookalikes,
+                                  weight_vector)
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.checks import first_index, missing, negative, on_simplex, simplex_rows
 
@@ -31,7 +33,9 @@ WEIGHT_PREFIX = "w."
 LOSS_PREFIX = "loss."
 REQUIRED = ("run_id", "tokens")
 FAILED_STATUSES = frozenset({"failed", "diverged", "error"})
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+DELIMITERS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"(^|[;\t])\s*-?\d+,\d+\s*($|[;\t])")
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,15 @@ class RunsTable:
 
 
 def require_weight_columns(domains: Sequence[str], source: str,
-                           fix: str = "add one `w.<domain>` column per training domain") -> None:
-    """A table that a mixture fit reads has `w.<domain>` columns."""
+                           fix: str = "add one `w.<domain>` column per training domain",
+                           columns: Iterable[str] = ()) -> None:
+    """A table that a mixture fit reads has `w.<domain>` columns; the error names the columns
+    that look like weights written another way (`w_cc`: did you mean `w.cc`?)."""
     if not domains:
+        alike = weight_column_lookalikes(columns)
+        if alike:
+            fix = ("rename " + ", ".join(f"`{k}` to `{v}`" for k, v in list(alike.items())[:4])
+                   + " (weights are `w.<domain>`, with a dot)")
         raise BadInput("no mixture-weight columns `w.<domain>`", source, fix)
 
 
@@ -109,25 +119,48 @@ def _check_finite(values: np.ndarray, column: str, source: str, index: Iterable[
 
 
 def _read_any(path: Path) -> pd.DataFrame:
+    return read_table(path, "runs-table", "use a .csv, .tsv or .parquet file",
+                      {"run_id": pa.string(), "status": pa.string(), "stage": pa.string()})
+
+
+def read_table(path: str | Path, noun: str = "table", fix: str = "use .csv, .tsv or .parquet",
+               column_types: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """A CSV (its delimiter sniffed: `,`, `;` or tab; `.tsv` is tab) or Parquet file as a frame;
+    BadInput for a missing file, an unknown suffix, decimal commas, or what pyarrow cannot parse."""
+    path = Path(path)
     if not path.exists():
         raise BadInput("file not found", str(path), "check the path")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise BadInput(f"unknown runs-table format `{path.suffix}`", str(path),
-                       "use a .csv or .parquet file")
+        raise BadInput(f"unknown {noun} format `{path.suffix}`", str(path), fix)
     try:
         if fmt == "csv":
+            delimiter = _sniff_delimiter(path)
             table = pacsv.read_csv(
-                path, convert_options=pacsv.ConvertOptions(
-                    column_types={"run_id": pa.string(), "status": pa.string(),
-                                  "stage": pa.string()}))
+                path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(column_types=dict(column_types or {})))
         else:
             table = pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"cannot parse {fmt}: {first}", str(path),
-                       f"write a valid {fmt} runs table") from None
+                       f"write a valid {fmt} {noun.replace('-', ' ')}") from None
     return table.to_pandas()
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """`,` unless the header holds more `;` or tabs (`.tsv`: tab); a `;`/tab file whose numbers
+    use decimal commas (3,14) is refused with the fix, as pyarrow would read them as text."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = [f.readline() for _ in range(6)]
+    if path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        delimiter = max(DELIMITERS, key=lambda d: (head[0].count(d), d == ","))
+    if delimiter != "," and any(_DECIMAL_COMMA.search(line.rstrip("\n")) for line in head[1:]):
+        raise BadInput("numbers are written with decimal commas (e.g. 3,14)", str(path),
+                       "write decimal points (3.14): export with a point as the decimal separator")
+    return delimiter
 
 
 def _check_columns(frame: pd.DataFrame, source: str) -> None:
@@ -218,7 +251,8 @@ def _with_run_ids(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for col in REQUIRED:
         if col not in frame.columns:
             raise BadInput(f"missing required column `{col}`", source,
-                           f"add a `{col}` column (columns found: {', '.join(map(str, frame.columns))})")
+                           f"add a `{col}` column{did_you_mean(col, frame.columns)} (columns found: "
+                           f"{', '.join(map(str, frame.columns))})")
     if frame.empty:
         raise BadInput("the table has no rows", source, "give at least one evaluation")
     row = first_index(frame["run_id"].isna().to_numpy())
@@ -255,7 +289,7 @@ def _required_columns(frame: pd.DataFrame, require: Sequence[str], domains: Sequ
     required = ["tokens"]
     for need in require:
         if need == "weights":
-            require_weight_columns(domains, source)
+            require_weight_columns(domains, source, columns=frame.columns)
             required += [WEIGHT_PREFIX + d for d in domains]
         elif need == "loss":
             if "loss" not in frame.columns and not loss_domains:
@@ -364,10 +398,11 @@ def write_runs(frame: pd.DataFrame, path: str | Path) -> None:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise BadInput(f"unknown runs-table format `{path.suffix}`", str(path),
-                       "use a .csv or .parquet file")
+                       "use a .csv, .tsv or .parquet file")
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     with atomic_path(path) as tmp:
         if fmt == "csv":
-            pacsv.write_csv(table, tmp)
+            tab = path.suffix.lower() == ".tsv"
+            pacsv.write_csv(table, tmp, pacsv.WriteOptions(delimiter="\t" if tab else ","))
         else:
             pq.write_table(table, tmp)

@@ -137,3 +137,44 @@ def test_mixture_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(BadInput, match="not valid JSON"):
         read_mixture(path)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("semicolons.csv", "run_id;tokens;w.a;w.b;loss\nx;100;0.25;0.75;3.5\ny;100;0.5;0.5;3.25\n"),
+    ("tabs.csv", "run_id\ttokens\tw.a\tw.b\tloss\nx\t100\t0.25\t0.75\t3.5\ny\t100\t0.5\t0.5\t3.25\n"),
+    ("tabs.tsv", "run_id\ttokens\tw.a\tw.b\tloss\nx\t100\t0.25\t0.75\t3.5\ny\t100\t0.5\t0.5\t3.25\n"),
+])
+def test_the_delimiter_is_sniffed(tmp_path: Path, name: str, text: str) -> None:
+    """`;`- and tab-separated tables (and `.tsv`) read as the comma-separated one does."""
+    (tmp_path / name).write_text(text)
+    table = read_runs(tmp_path / name)
+    assert table.domains == ("a", "b") and list(table.frame["run_id"]) == ["x", "y"]
+    assert list(table.frame["loss"]) == [3.5, 3.25] and list(table.frame["w.a"]) == [0.25, 0.5]
+
+
+def test_decimal_commas_are_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "comma.csv"
+    path.write_text("run_id;tokens;w.a;w.b;loss\nx;100;0,25;0,75;3,5\n")
+    with pytest.raises(BadInput, match=r"decimal commas \(e\.g\. 3,14\).*write decimal points"):
+        read_runs(path)
+
+
+def test_a_tsv_runs_table_round_trips(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"run_id": ["x", "y"], "tokens": [100.0, 100.0], "w.a": [0.25, 0.5],
+                          "w.b": [0.75, 0.5], "loss": [3.5, 3.25]})
+    write_runs(frame, tmp_path / "runs.tsv")
+    assert (tmp_path / "runs.tsv").read_text().splitlines()[0].count("\t") == 4
+    assert list(read_runs(tmp_path / "runs.tsv").frame["loss"]) == [3.5, 3.25]
+
+
+def test_near_miss_columns_get_a_did_you_mean(tmp_path: Path) -> None:
+    """`runid` for `run_id` and `w_cc` for `w.cc`: the error names the column that was meant."""
+    (tmp_path / "a.csv").write_text("runid,tokens,w.a,w.b,loss\nx,100,0.5,0.5,3\n")
+    with pytest.raises(BadInput, match=r"add a `run_id` column \(did you mean `runid`\?\)"):
+        read_runs(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("run_id,tokens,w_cc,W-web,loss\nx,100,0.5,0.5,3\n")
+    with pytest.raises(BadInput, match=r"rename `w_cc` to `w\.cc`, `W-web` to `w\.web`"):
+        read_runs(tmp_path / "b.csv", require=["weights"])
+    (tmp_path / "c.csv").write_text("run_id,tokens,width,loss\nx,100,0.5,3\n")
+    with pytest.raises(BadInput, match=r"no mixture-weight columns `w\.<domain>`; add one"):
+        read_runs(tmp_path / "c.csv", require=["weights"])  # `width` is not a weight look-alike

@@ -60,7 +60,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         runs, require=["weights", "loss"] if needs_loss else ["weights"],
         average_duplicates=average_duplicates)
     source = table.source
-    require_weight_columns(table.domains, source)
+    require_weight_columns(table.domains, source, columns=table.frame.columns)
     for name, value in (("--down", down), ("--up", up)):
         if not value > 0:
             raise BadInput(f"{name} {value} is not a positive factor", name, "give e.g. --down 0.2 --up 3")

@@ -14,15 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.checks import not_a_weight, simplex_rows
 from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.runs import FORMATS, WEIGHT_PREFIX, RunsTable, read_runs, require_weight_columns
+from autoscale_ray.runs import WEIGHT_PREFIX, RunsTable, read_runs, read_table, require_weight_columns
 
 log = logging.getLogger("autoscale_ray")
 
@@ -34,17 +31,7 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
     """Read a table of mixtures (CSV/Parquet, one `w.<domain>` column per domain of the runs) as
     rows x domains in the runs' domain order, each row normalised to sum 1."""
     path = Path(path)
-    if not path.exists():
-        raise BadInput("file not found", str(path), "check the path")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise BadInput(f"unknown table format `{path.suffix}`", str(path), "use .csv or .parquet")
-    try:
-        table = pacsv.read_csv(path) if fmt == "csv" else pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"cannot parse {fmt}: {first}", str(path), f"write a valid {fmt} table") from None
-    frame = table.to_pandas()
+    frame = read_table(path)
     have = [str(c)[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX)]
     require_weight_columns(have, str(path), f"add columns {', '.join(WEIGHT_PREFIX + d for d in domains)}")
     missing = [d for d in domains if d not in have]
@@ -80,7 +67,7 @@ def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | Non
         table = runs
     else:
         table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"])
-    require_weight_columns(table.domains, table.source)
+    require_weight_columns(table.domains, table.source, columns=table.frame.columns)
     final = table.final()
     y = table.objective(target, frame=final)
     w = table.weights(final)
