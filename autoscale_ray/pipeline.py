@@ -30,7 +30,6 @@ from autoscale_ray.runs import validate, write_runs
 from autoscale_ray.search import folder, layout
 from autoscale_ray.search.contract import trial_resources
 from autoscale_ray.storage import Store
-from autoscale_ray.train.config import TrainConfig
 
 log = logging.getLogger("autoscale_ray")
 
@@ -305,7 +304,7 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            min_multiplier=search.min_multiplier, metric=search.metric,
                            min_weight=search.min_weight, base_weights=weights,
                            design=search.design, down=search.down, up=search.up,
-                           batch_tokens=int(cfg.train.get("global_batch_tokens", TrainConfig.global_batch_tokens)),
+                           batch_tokens=cfg.train_config().global_batch_tokens,
                            surrogate=search.surrogate)
 
 

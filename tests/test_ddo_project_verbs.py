@@ -169,6 +169,6 @@ def test_the_papers_runs_give_the_notebooks_optimum_and_one_answer(tmp_path: Pat
             if surrogate == "paper" and k == 0:
                 assert mix["surrogate"] == "paper" and mix["constant"] >= 0
                 np.testing.assert_allclose(answers["paper"][0], np.array(list(NOTEBOOK_1_2B.values())) / 7,
-                                           atol=0.002)
+                                           atol=2e-4)  # the README's claim (the issue asks 0.002)
     for surrogate, got in answers.items():
         assert np.abs(np.array(got) - got[0]).max() < 1e-8, surrogate

@@ -55,7 +55,7 @@ def proxy_job(contract: TrialContract, suggestion: Mapping[str, Any], node: str 
         train=TrainConfig.from_mapping({**contract.train, **per_trial}, "trial config"),
         corpus_dir=corpus_dir, run_id=key.replace("/", "_"), storage_path=contract.train_storage,
         in_process=contract.in_process, cpus_per_worker=contract.cpus_per_worker,
-        gpus_per_worker=contract.gpus_per_worker or 1.0,
+        gpus_per_worker=contract.gpus_per_worker,
         extras={"stage": suggestion["stage"], "key": key, "probe": suggestion.get("probe"),
                 "node": node})
 

@@ -28,7 +28,7 @@ class ProxyJob:
     storage_path: str = field(default_factory=default_train_storage)  # Ray Train run folders
     in_process: bool = False             # train in the trial's own process (no Ray Train)
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 1.0         # used when train.use_gpu
+    gpus_per_worker: float = 1.0         # GPUs per Ray Train worker, used when train.use_gpu
     max_failures: int = 0                # Ray Train's own retries of a worker group
     extras: Mapping[str, Any] = field(default_factory=dict)  # columns copied into every row
 
