@@ -71,6 +71,7 @@ class SearchSpec:
     min_multiplier: float = 0.2
     surrogate: str = "paper"          # DDO's surrogate: paper (additive) | transfer (per-domain losses)
     rounds: int = 2                   # DDO rounds per probe: 2 refines once around the first optimum
+    replicates: int = 2               # extra seeds of each probe's base run: the measured noise
     lr_extend: int = 2                # LRs added past an edge sweep's best LR, per round
     lr_extend_rounds: int = 3         # extension rounds at most, per probe
     verify_probe: bool = True
@@ -116,6 +117,7 @@ CORPUS_SPECS = {"seq_len": Number(whole=True, most=1 << 20), "val_tokens": TOKEN
 SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number(),
                 "up": Number(most=1e3), "min_multiplier": Number(), "verify_probe": Flag(),
                 "rounds": Number(positive=False, whole=True, least=1, most=5),
+                "replicates": Number(positive=False, whole=True, least=0, most=16),
                 "lr_extend": Number(positive=False, whole=True, least=0, most=8),
                 "lr_extend_rounds": Number(positive=False, whole=True, least=0, most=8),
                 "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT}

@@ -291,7 +291,7 @@ def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
                       design=search.design, verify_probe=search.verify_probe,
                       target_seeds=search.target_seeds, seed=search.seed,
                       lr_extend=search.lr_extend, lr_extend_rounds=search.lr_extend_rounds,
-                      rounds=search.rounds)
+                      rounds=search.rounds, replicates=search.replicates)
 
 
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float]):

@@ -4,7 +4,8 @@
 (`start_predictor`) that every completed trial is sent to, and the searcher asks it through
 `PredictorClient`: the LR for a horizon (Bjorck et al. LR*(D) law), the DDO optimum at a probe
 budget (AutoScale's DDO), and the recommendation at the target (AutoScale's projection + LR law +
-per-domain L(D) fits of the expected losses).
+per-domain L(D) fits of the expected losses), each number with its interval and the evidence of
+how far to trust it (`autoscale_ray.fits.trust`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.laws.loss_law import fit_loss_law
-from autoscale_ray.laws.lr_horizon import BETA_BJORCK, fit_horizon, fit_lr_horizon
+from autoscale_ray.laws.epochs import MAX_EPOCHS, cap_epochs
+from autoscale_ray.laws.loss_law import bootstrap_predictions, fit_loss_law
+from autoscale_ray.laws.lr_horizon import BETA_BJORCK, fit_horizon, fit_lr_horizon, lr_prior_interval
+from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.ddo import ddo
 from autoscale_ray.fits.project import project
+from autoscale_ray.fits.trust import trust_summary
 
 log = logging.getLogger("autoscale_ray")
 
 BETA_PRIOR = BETA_BJORCK  # Bjorck et al.'s LR-horizon exponent, used until two horizons are fitted
 META = ("key", "stage", "probe", "arm", "round")
+LOSS_DRAWS = 60  # bootstrap replicates of each domain's L(D) for the expected losses' intervals
 
 
 class Predictor:
@@ -35,7 +40,9 @@ class Predictor:
                  lr: float | None = None, min_multiplier: float = 0.2, metric: str = "mean-loss",
                  min_weight: float = 0.0, base_weights: Mapping[str, float] | None = None,
                  design: str = "auto", down: float = 0.2, up: float = 3.0,
-                 batch_tokens: int | None = None, surrogate: str = "paper") -> None:
+                 batch_tokens: int | None = None, surrogate: str = "paper",
+                 available: Mapping[str, float] | None = None, max_epochs: float = MAX_EPOCHS,
+                 level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS) -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -49,6 +56,11 @@ class Predictor:
         # the proxies' global batch (tokens): LR*(D) is fitted at it, so the LR holds for it
         self.batch_tokens = None if batch_tokens is None else int(batch_tokens)
         self.surrogate = surrogate  # DDO's surrogate: "paper" (additive) or "transfer"
+        # tokens per domain (corpus or config): no domain repeats over max_epochs at the target
+        self.available = dict(available) if available else None
+        self.max_epochs = float(max_epochs)
+        self.level = float(level)  # of every interval the recommendation reports
+        self.loss_draws = int(loss_draws)  # 0: the expected losses without intervals
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -89,7 +101,7 @@ class Predictor:
             return None
         final = self._table(f, "lr sweep").final()
         try:
-            return fit_lr_horizon(final["lr"], final["loss"], final["budget"])
+            return fit_lr_horizon(final["lr"], final["loss"], final["budget"], level=self.level)
         except BadInput as exc:
             self._note(f"LR law not fitted ({exc}); using per-horizon optima")
             return None
@@ -163,28 +175,67 @@ class Predictor:
         self.optima[probe] = mix
         return mix.to_json()
 
-    def expected_losses(self, tokens: float) -> dict[str, Any]:
-        """Per-domain L(D) = E + B/D^beta fitted on the checkpoints of the runs at each probe's
-        optimum (`verify` runs) or, without those, of the base-mixture DDO runs."""
-        source = "verify" if self.frame("verify").shape[0] else "ddo"
-        f = self.frame(source)
-        if source == "ddo":  # the base mixture: round 1's base runs (later rounds centre elsewhere)
-            first = f["round"].fillna(1).astype(int) == 1 if "round" in f.columns else True
-            f = f[f["key"].str.endswith("/base") & first]
-        expected: dict[str, Any] = {"source": source, "runs": sorted(f["key"].unique()) if len(f) else []}
-        losses = {}
-        for d in self.domains:
-            col = LOSS_PREFIX + d
-            if col not in f.columns or len(f) < 4:
+    def expected_losses(self, tokens: float, weights: Mapping[str, float],
+                        draws: np.ndarray | None = None) -> dict[str, Any]:
+        """Each domain's loss at the target for the recommended mixture: L_i(D_i) = E_i + B_i /
+        D_i^beta_i in the domain's OWN tokens D_i = w_i D, fitted on every checkpoint of every DDO
+        (and verify) run, which move each domain's tokens 0.2x-3x, and evaluated at D_i = w_i x
+        target. Interval: a bootstrap over runs (a run's checkpoints resampled together), replicate
+        r evaluated at draw r of the projected weights when given (`draws`, domains' order)."""
+        f = self.frame()
+        f = f[f["stage"].isin(("ddo", "verify"))] if len(f) else f
+        out: dict[str, Any] = {"source": "own-tokens", "runs": sorted(f["key"].unique()) if len(f) else [],
+                               "per_domain": {}, "interval": {}, "level": self.level}
+        for i, d in enumerate(self.domains):
+            col, wcol = LOSS_PREFIX + d, WEIGHT_PREFIX + d
+            if col not in f.columns or wcol not in f.columns:
                 continue
-            pts = f[(f["tokens"] > 0) & np.isfinite(f[col])]
+            pts = f[(f["tokens"] > 0) & np.isfinite(f[col]) & (f[wcol] > 0)]
+            if pts["key"].nunique() < 3 or len(pts) < 4:
+                continue
+            own = (pts[wcol] * pts["tokens"]).to_numpy(float)
+            loss = pts[col].to_numpy(float)
             try:
-                law = fit_loss_law(pts[col].to_numpy(float), pts["tokens"].to_numpy(float))
-                losses[d] = float(law.predict(None, tokens))
+                law = fit_loss_law(loss, own)
             except BadInput as exc:
                 self._note(f"L(D) for {d} not fitted: {exc}")
-        expected["per_domain"] = losses
-        return expected
+                continue
+            point = float(law.predict(None, weights[d] * tokens))
+            out["per_domain"][d] = point
+            if self.loss_draws <= 0:
+                continue
+            at = np.full(self.loss_draws, weights[d] * tokens)
+            if draws is not None and len(draws):
+                at = draws[np.arange(self.loss_draws) % len(draws), i] * tokens
+            preds = bootstrap_predictions(law, loss, own, pts["key"].to_numpy(), at, seed=i)
+            lo, hi = percentile_interval(preds[:, None], self.level, np.array([[point]]))
+            out["interval"][d] = [float(lo[0]), float(hi[0])]
+        return out
+
+    def lr_interval(self, law: Any) -> tuple[list[float], str]:
+        """The target LR's interval and how it was found: the LR law's own ("law"), or, when the
+        law has none or there is no law, the nearest horizon's vertex moved along D^-beta with
+        Bjorck et al.'s exponent uncertain ("prior", laws/lr_horizon.lr_prior_interval)."""
+        if law is not None:
+            lo, hi = law.interval(self.target)
+            if math.isfinite(lo) and math.isfinite(hi):
+                return [float(lo), float(hi)], "law"
+        f = self.frame("lr")
+        if f.empty:
+            return [math.nan, math.nan], "fixed"
+        final = self._table(f, "lr sweep").final()
+        horizon = float(max(final["budget"].unique()))
+        sel = final[final["budget"] == horizon]
+        fit = fit_horizon(sel["lr"].to_numpy(float), sel["loss"].to_numpy(float), horizon)
+        lrs = np.log(np.sort(sel["lr"].unique()))
+        step = float(np.median(np.diff(lrs))) if len(lrs) > 1 else math.log(10.0)
+        centre = fit.lr_star if fit.used else float(sel.loc[sel["loss"].idxmin(), "lr"])
+        se = fit.log_lr_star_se if fit.used else math.nan
+        beta_sd = law.beta_se if law is not None and math.isfinite(law.beta_se) else None
+        lo, hi = lr_prior_interval(centre, horizon, self.target, se, step, self.level,
+                                   **({"beta_sd": beta_sd} if beta_sd is not None else {}))
+        lr = float(law.predict(self.target)) if law is not None else self.lr_for(self.target)
+        return [min(lo, lr), max(hi, lr)], "prior"
 
     def recommendation(self) -> dict[str, Any]:
         for p in self.probes:
@@ -198,27 +249,51 @@ class Predictor:
             raise RuntimeError("no probe budget has a DDO optimum: see the warnings")
         sources = [self.optima[p] for p in probes]
         if len(sources) >= 2:
-            # DDO's bound says nothing about a domain's optimum (AutoScale): re-impose it at the
-            # target, as the floor x_i >= min_multiplier on the base quantities
-            floor = max(self.min_weight, self.min_multiplier * min(self.base_weights.values()))
-            mix = project(sources, self.target, min_weight=floor)
+            # no floor beyond the configured min_weight: DDO's bound at a probe says nothing
+            # about the optimum at the target, and what stays at it is reported (trust)
+            mix = project(sources, self.target, min_weight=self.min_weight,
+                          available=self.available, max_epochs=self.max_epochs, level=self.level)
+            intervals, draws = mix.extra["intervals"], np.asarray(mix.extra["bootstrap_weights"])
+            capped, epochs = mix.extra["capped"], mix.extra["epochs"]
         else:
             mix = sources[0]
             self._note("one probe budget only: the recommendation is its DDO optimum, not projected")
+            cap = cap_epochs(np.array([mix.weights[d] for d in self.domains]), self.target,
+                             np.array([float((self.available or {}).get(d, np.inf)) for d in self.domains]),
+                             self.max_epochs)
+            mix = Mixture(tokens=float(self.target), weights=dict(zip(self.domains, map(float, cap.weights))),
+                          at_bound=mix.at_bound, extra=mix.extra)
+            intervals, draws = mix.extra.get("intervals", {}), np.asarray(mix.extra.get("bootstrap_weights") or [])
+            capped = [d for d, c in zip(self.domains, cap.capped) if c and self.available]
+            epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
         law = self.lr_law()
         lr = float(law.predict(self.target)) if law else self.lr_for(self.target)
-        interval = list(law.interval(self.target)) if law else [math.nan, math.nan]
+        lr_interval, lr_method = self.lr_interval(law)
         if self.batch_tokens is not None:
             self._note(f"the LR holds for the proxies' global batch of {self.batch_tokens} tokens: "
                        f"LR*(D) is fitted at a fixed batch size (Bjorck et al.); a target run with "
                        f"another batch needs its LR re-derived")
         at_bound = sorted({d for m in sources for d in m.at_bound} | set(mix.at_bound))
+        expected = self.expected_losses(self.target, mix.weights, draws if draws.ndim == 2 else None)
+        probe_optima = {str(p): self.optima[p].to_json() for p in probes}
+        trust = trust_summary(probe_optima=probe_optima, weights=dict(mix.weights),
+                              weights_interval=intervals, at_bound=at_bound, capped=capped,
+                              epochs=epochs, max_epochs=self.max_epochs, lr_law=law,
+                              lr_method=lr_method, target=self.target, probes=probes,
+                              rounds=self._rounds(), level=self.level)
+        for line in trust["at_bound_lines"]:
+            self._note(line)
         return {
-            "tokens": self.target, "weights": dict(mix.weights), "at_bound": at_bound,
-            "lr": lr, "lr_interval": interval, "lr_batch_tokens": self.batch_tokens,
-            "expected_loss": self.expected_losses(self.target),
+            "tokens": self.target, "weights": dict(mix.weights), "weights_interval": intervals,
+            "interval_level": self.level, "at_bound": at_bound, "capped": capped,
+            "epochs": epochs, "max_epochs": self.max_epochs,
+            "available_tokens": self.available,
+            "lr": lr, "lr_interval": lr_interval, "lr_interval_method": lr_method,
+            "lr_batch_tokens": self.batch_tokens,
+            "expected_loss": expected, "expected_loss_interval": expected["interval"],
+            "trust": trust,
             "evidence": {
-                "probe_optima": {str(p): self.optima[p].to_json() for p in probes},
+                "probe_optima": probe_optima,
                 "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
                 "lr_law": None if law is None else law.to_json(),
                 "lr_horizons": self.lr_horizons(),
@@ -226,6 +301,13 @@ class Predictor:
                 "notes": list(dict.fromkeys(self.notes)),
             },
         }
+
+    def _rounds(self) -> dict[str, int]:
+        """DDO rounds run per probe."""
+        f = self.frame("ddo")
+        if f.empty or "round" not in f.columns:
+            return {str(p): 1 for p in self.probes}
+        return {str(int(p)): int(g["round"].fillna(1).max()) for p, g in f.groupby("probe")}
 
     def note(self, text: str) -> None:
         """A warning for the recommendation's evidence (and the log)."""

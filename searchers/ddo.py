@@ -75,6 +75,7 @@ class PlanConfig:
     lr_extend: int = 2                    # LRs added past an edge sweep's best LR per round (0: none)
     lr_extend_rounds: int = 3             # extension rounds at most, per probe
     rounds: int = 1                       # DDO rounds per probe (> 1: refinement, search/refine.py)
+    replicates: int = 0                   # extra seeds of each probe's base run (the noise)
 
     def planned_trials(self) -> int:
         """Trials the design asks for, every DDO round included, before any LR-sweep extension
@@ -82,7 +83,8 @@ class PlanConfig:
         a settled optimum made unnecessary)."""
         m = len(self.base_weights)
         k = len(self.probes)
-        return k * len(self.lrs) + k * (2 * m + 1) * self.rounds + (k if self.verify_probe else 0) \
+        return k * len(self.lrs) + k * (2 * m + 1) * self.rounds + k * self.replicates \
+            + (k if self.verify_probe else 0) \
             + 3 * self.target_seeds
 
 
@@ -160,7 +162,8 @@ class DDOPlan:
 
     def _ddo_specs(self, probe: int, lr_for) -> list[TrialSpec]:
         cfg = self.cfg
-        specs = ddo_perturbations(probe, cfg.base_weights, cfg.down, cfg.up, cfg.design, cfg.seed)
+        specs = ddo_perturbations(probe, cfg.base_weights, cfg.down, cfg.up, cfg.design, cfg.seed,
+                                  cfg.replicates)
         return [replace(s, lr=lr_for(s.budget)) for s in specs]
 
     def _group_done(self, group: str, fits: Fits) -> None:

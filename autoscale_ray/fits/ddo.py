@@ -23,6 +23,8 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
 from autoscale_ray.laws.evidence import contradictions
+from autoscale_ray.laws.noise import DEFAULT_LEVEL, replicate_sd
+from autoscale_ray.fits.uncertainty import BOOTSTRAP, ddo_uncertainty, objective_noise
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable, read_runs, require_weight_columns
 
@@ -39,14 +41,20 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         down: float = 0.2, up: float = 3.0, design: str = "auto", min_multiplier: float = 0.2,
         average_duplicates: bool = False, surrogate: str = "paper",
         eval_weights: Mapping[str, float] | None = None,
-        design_runs: Collection[str] | None = None) -> Mixture:
+        design_runs: Collection[str] | None = None, level: float = DEFAULT_LEVEL,
+        bootstrap: int = BOOTSTRAP, seed: int = 0) -> Mixture:
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
     run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`.
     `surrogate`: "paper" (additive, fitted to the objective) or "transfer" (per-domain losses with
     cross-domain transfer; `eval_weights` weight its mean-loss / mean-ppl, default uniform).
     `design_runs`: the run_ids of the perturbation design when the table also holds runs of
     refinement rounds (centred elsewhere); those enter the fit relative to the design's base.
-    Runs that contradict the surrogate's decreasing response are named in `contradicted`."""
+    Runs that contradict the surrogate's decreasing response are named in `contradicted`.
+
+    Uncertainty (fits/uncertainty.py): the base run's replicates (same mixture, other seeds)
+    measure the noise; `snr` is each domain's largest effect on the objective against it, and
+    `intervals` the `level` percentile intervals of the optimal weights over `bootstrap`
+    parametric redraws of the runs (seeded by `seed`), widened to every equally good fit."""
     if surrogate not in SURROGATES:
         raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
                        f"use one of: {', '.join(SURROGATES)}")
@@ -81,7 +89,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     if surrogate == "transfer":
         return _ddo_transfer(table, final, run_ids, base_index, n_design, metric=metric, down=down,
                              up=up, design=design, min_multiplier=min_multiplier,
-                             eval_weights=eval_weights)
+                             eval_weights=eval_weights,
+                             uncertainty=dict(level=level, draws=bootstrap, seed=seed))
     objective = table.objective(metric, final)
     quantities = table.quantities(final)
     try:
@@ -93,6 +102,25 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         raise BadInput(str(exc), source) from None
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
+    n_fit = len(fit.residuals)
+    resid_sd = res.base_objective * fit.rmse * math.sqrt(n_fit / max(fit.dof, 1))
+    sigma, measured = objective_noise(objective[:n_design], d.base_runs, resid_sd, fit.dof)
+    # the redraws' sd: the replicates' noise, or the fit's residual sd where the surrogate misses
+    # the runs by more than that (lack of fit, seen once refinement runs leave it residuals)
+    redraw = max(sigma, resid_sd) if fit.dof > 0 and math.isfinite(resid_sd) else sigma
+
+    def refit(y: np.ndarray) -> np.ndarray:
+        return solve_ddo(quantities[:n_design], y[:n_design], base=d.base, design=d.kind,
+                         factors=(down, up), lower=min_multiplier, floor=FLOORS.get(metric, -math.inf),
+                         extra_quantities=quantities[n_design:],
+                         extra_objective=y[n_design:], warm=fit).optimum.weights
+
+    uncertainty = ddo_uncertainty(
+        objective=objective[:n_design], base_runs=d.base_runs, perturbed=d.perturbed, names=names,
+        sigma=sigma, measured_from=measured, redraw_sigma=redraw,
+        fitted=objective + fit.residuals * res.base_objective, solve=refit, point=opt.weights,
+        alternatives=res.alternative_weights, source=source,
+        per_domain_sd=_loss_sd(table, final, d.base_runs), level=level, draws=bootstrap, seed=seed)
     if res.weight_spread > AMBIGUITY_WARN:
         log.warning("%s: %d other surrogate fit(s) explain the runs as well and move a weight by up "
                     "to %.3g; add more factors per domain (e.g. 0.5 and 2) or replicate seeds",
@@ -111,6 +139,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
                           for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
         "weight_spread": res.weight_spread,
         **_contradictions(objective[:n_design], d, names, source),
+        **uncertainty,
         "source": source,
     }
     return Mixture(tokens=float(res.base_quantities.sum()),
@@ -157,7 +186,8 @@ def _per_domain_losses(table: RunsTable, final: Any, metric: str,
 
 def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: int | None,
                   n_design: int, *, metric: str, down: float, up: float, design: str,
-                  min_multiplier: float, eval_weights: Mapping[str, float] | None) -> Mixture:
+                  min_multiplier: float, eval_weights: Mapping[str, float] | None,
+                  uncertainty: Mapping[str, Any]) -> Mixture:
     losses, e = _per_domain_losses(table, final, metric, eval_weights)
     quantities = table.quantities(final)
     try:
@@ -170,6 +200,27 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
         raise BadInput(str(exc), table.source) from None
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
+    objective = table.objective(metric, final)
+    sigma, measured = objective_noise(objective[:n_design], d.base_runs, math.nan, 0)
+    loss_sd = replicate_sd(losses[list(d.base_runs)])
+    resid_sd = fit.rmse * fit.base_losses * math.sqrt(len(losses) / max(fit.dof, 1))
+    redraw = loss_sd
+    if fit.dof > 0:  # each domain's residual sd where it exceeds the replicates' (lack of fit)
+        redraw = resid_sd if measured is None else np.maximum(loss_sd, resid_sd)
+        measured = measured or "residuals"
+
+    def refit(ell: np.ndarray) -> np.ndarray:
+        return solve_ddo_transfer(
+            quantities[:n_design], ell[:n_design], metric=metric, eval_weights=e, base=d.base,
+            design=d.kind, factors=(down, up), lower=min_multiplier,
+            extra_quantities=quantities[n_design:], extra_losses=ell[n_design:],
+            warm=fit).optimum.weights
+
+    unc = ddo_uncertainty(
+        objective=objective[:n_design], base_runs=d.base_runs, perturbed=d.perturbed, names=names,
+        sigma=sigma, measured_from=measured, redraw_sigma=redraw,
+        fitted=losses + fit.residuals * fit.base_losses, solve=refit, point=opt.weights,
+        alternatives=(), source=table.source, per_domain_sd=loss_sd, **uncertainty)
     extra: dict[str, Any] = {
         **_common_extra("transfer", d, run_ids, metric, min_multiplier, opt, fit, names),
         "eval_weights": dict(zip(names, map(float, fit.eval_weights))),
@@ -190,12 +241,21 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
         "perturbations": {run_ids[r]: {"domain": names[i], "factor": f}
                           for r, (i, f) in enumerate(zip(d.perturbed, d.factors)) if i >= 0},
         "weight_spread": 0.0,  # one fit per domain is kept; its ties go to the earliest start
-        **_contradictions(table.objective(metric, final)[:n_design], d, names, table.source),
+        **_contradictions(objective[:n_design], d, names, table.source),
+        **unc,
         "source": table.source,
     }
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)
+
+
+def _loss_sd(table: RunsTable, final: Any, base_runs: Sequence[int]) -> np.ndarray | None:
+    """Each domain's loss sd over the base replicates (None without `loss.<domain>` columns)."""
+    cols = [LOSS_PREFIX + d for d in table.domains]
+    if not all(c in final.columns for c in cols):
+        return None
+    return replicate_sd(final[cols].to_numpy(dtype=float)[list(base_runs)])
 
 
 def _common_extra(surrogate: str, d: Any, run_ids: Sequence[str], metric: str,

@@ -250,6 +250,29 @@ def _a_of_b(b: float, x1: float, x2: float, d12: float, lo_a: float, hi_a: float
     return float(brentq(h, lo_a, hi_a, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
+def _scan_F(x1: float, x2: float, x3: float, d12: float, d23: float, lo_a: float,
+            hi_a: float) -> list[float]:
+    """domain_roots' F(b) on every b of _B_SCAN at once: a(b) by vectorised bisection (h falls
+    monotonically in a, see `_a_of_b`), NaN where a(b) is outside [lo_a, hi_a]. Only the signs
+    matter here (brentq refines each bracket with the scalar functions)."""
+    b = _B_SCAN
+
+    def h(a: np.ndarray) -> np.ndarray:
+        return (x1 + a) ** (-b) - (x2 + a) ** (-b) - d12
+
+    with np.errstate(all="ignore"):
+        h_lo, h_hi = h(np.full(b.shape, lo_a)), h(np.full(b.shape, hi_a))
+        ok = np.isfinite(h_lo) & np.isfinite(h_hi) & (h_lo >= 0.0) & (h_hi <= 0.0)
+        lo, hi = np.full(b.shape, lo_a), np.full(b.shape, hi_a)
+        for _ in range(200):  # bisection: (hi - lo) / 2^200 is below any float spacing here
+            mid = 0.5 * (lo + hi)
+            up = h(mid) > 0.0
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        a = 0.5 * (lo + hi)
+        f = (x2 + a) ** (-b) - (x3 + a) ** (-b) - d23
+    return [float(v) for v in np.where(ok, f, np.nan)]
+
+
 def domain_roots(x: Sequence[float], v: Sequence[float], *, lo_a: float,
                  hi_a: float = _A_MAX) -> list[tuple[float, float]]:
     """Every (a, b) with (x_k + a)^(-b) - (x_l + a)^(-b) = v_k - v_l on three points (x_k, v_k).
@@ -273,7 +296,7 @@ def domain_roots(x: Sequence[float], v: Sequence[float], *, lo_a: float,
         a = _a_of_b(b, x1, x2, d12, lo_a, hi_a)
         return math.nan if a is None else (x2 + a) ** (-b) - (x3 + a) ** (-b) - d23
 
-    values = [F(float(b)) for b in _B_SCAN]
+    values = _scan_F(x1, x2, x3, d12, d23, lo_a, hi_a)
     roots: list[tuple[float, float]] = []
     for k in range(len(_B_SCAN) - 1):
         f0, f1 = values[k], values[k + 1]
@@ -292,16 +315,15 @@ def domain_roots(x: Sequence[float], v: Sequence[float], *, lo_a: float,
     return roots
 
 
-def _exact_design(x: np.ndarray, rtol: float) -> tuple[int, list[tuple[int, int]]] | None:
-    """(base row, per domain its two perturbed rows) when the runs are the paper's 2m + 1
-    fixed-others design: one run at x = 1 and, per domain, two runs that move only that domain to
-    two distinct multipliers (the others at 1 within _SAME_POINT). None otherwise."""
+def _exact_design(x: np.ndarray, rtol: float) -> tuple[tuple[int, ...], list[tuple[int, int]]] | None:
+    """(base rows, per domain its two perturbed rows) when the runs are the paper's 2m + 1
+    fixed-others design: runs at x = 1 (one, or replicate seeds of it) and, per domain, two runs
+    that move only that domain to two distinct multipliers (the others at 1 within _SAME_POINT).
+    None otherwise."""
     n, m = x.shape
-    if n != 2 * m + 1:
-        return None
     moved = np.abs(x - 1.0) > _SAME_POINT
     base = np.flatnonzero(~moved.any(axis=1))
-    if len(base) != 1:
+    if len(base) < 1 or n != 2 * m + len(base):
         return None
     pairs: list[tuple[int, int]] = []
     for i in range(m):
@@ -309,18 +331,21 @@ def _exact_design(x: np.ndarray, rtol: float) -> tuple[int, list[tuple[int, int]
         if len(rows) != 2 or len(_group_points(x[[int(base[0]), *rows], i:i + 1], rtol)) != 3:
             return None
         pairs.append((int(rows[0]), int(rows[1])))
-    return int(base[0]), pairs
+    return tuple(int(b) for b in base), pairs
 
 
-def _fit_exact(x: np.ndarray, y: np.ndarray, design: tuple[int, list[tuple[int, int]]],
+def _fit_exact(x: np.ndarray, y: np.ndarray, design: tuple[tuple[int, ...], list[tuple[int, int]]],
                lo_a: np.ndarray, floor: float) -> DDOFit | None:
     """The exact fit of the 2m + 1 design by the root rule (see fit_ddo); None if no root
-    combination interpolates the runs with C >= floor."""
-    base, pairs = design
+    combination interpolates the runs with C >= floor. Replicates of the base enter as their
+    mean: interpolating the points' means is the least-squares fit (the spread within a point is
+    residual no member of the family can remove)."""
+    base_rows, pairs = design
     n, m = x.shape
+    y_base = float(np.mean(y[list(base_rows)]))
     roots = []
     for i, (r1, r2) in enumerate(pairs):
-        found = domain_roots([1.0, x[r1, i], x[r2, i]], [y[base], y[r1], y[r2]], lo_a=float(lo_a[i]))
+        found = domain_roots([1.0, x[r1, i], x[r2, i]], [y_base, y[r1], y[r2]], lo_a=float(lo_a[i]))
         if not found:
             return None
         roots.append(found)
@@ -336,7 +361,7 @@ def _fit_exact(x: np.ndarray, y: np.ndarray, design: tuple[int, list[tuple[int, 
     def theta_of(combo: Sequence[int]) -> np.ndarray:
         a = np.array([roots[i][k][0] for i, k in enumerate(combo)])
         b = np.array([roots[i][k][1] for i, k in enumerate(combo)])
-        return np.concatenate([a, b, [y[base] - float(np.sum((1.0 + a) ** (-b)))]])
+        return np.concatenate([a, b, [y_base - float(np.sum((1.0 + a) ** (-b)))]])
 
     theta = theta_of(pick)
     if theta[-1] < floor:
@@ -348,7 +373,8 @@ def _fit_exact(x: np.ndarray, y: np.ndarray, design: tuple[int, list[tuple[int, 
             if t[-1] >= floor:
                 alternatives.append((t[:m].copy(), t[m:2 * m].copy(), float(t[-1])))
     return DDOFit(a=theta[:m].copy(), b=theta[m:2 * m].copy(), constant=float(theta[-1]),
-                  residuals=_model(theta, x, m) - y, dof=0, alternatives=tuple(alternatives))
+                  residuals=_model(theta, x, m) - y, dof=n - (2 * m + 1),
+                  alternatives=tuple(alternatives))
 
 
 def _best(cands: Sequence[tuple[np.ndarray, float]], scale: float) -> tuple[np.ndarray, float]:
@@ -363,7 +389,7 @@ def _best(cands: Sequence[tuple[np.ndarray, float]], scale: float) -> tuple[np.n
 
 def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol: float = 1e-2,
             domains: Sequence[str] | None = None, n_starts: int = 24,
-            floor: float = 0.0) -> DDOFit:
+            floor: float = 0.0, warm: DDOFit | None = None) -> DDOFit:
     """Fit y = sum_i (x_i + a_i)^(-b_i) + C over all runs (AutoScale's DDO surrogate), C >= floor.
 
     C is the surrogate's objective with unlimited data of every domain, so it is constrained to
@@ -389,6 +415,9 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
     broken by the same rule (the largest C); equally good (a_i, b_i) of single domains found in
     the last sweep go to `alternatives`. Needs >= 3 distinct multipliers (within `rtol`) per
     domain and at least 2m + 1 runs.
+
+    `warm`: a regression is refitted from that fit's parameters alone (no search, no
+    alternatives), as a bootstrap refits near the full-data optimum (Efron & Tibshirani 1993).
     """
     x = np.asarray(multipliers, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -421,6 +450,11 @@ def fit_ddo(multipliers: np.ndarray, y: np.ndarray, *, lower: float = 0.2, rtol:
 
     everything = np.ones(2 * m + 1, dtype=bool)
     scale = float(np.sum((y - y.mean()) ** 2)) + 1e-300
+    if warm is not None:
+        theta0 = np.clip(np.concatenate([warm.a, warm.b, [warm.constant]]), lo, hi)
+        theta, _ = _solve(theta0, everything, x, y, lo, hi, tol=1e-15, max_nfev=1000)
+        return DDOFit(a=theta[:m].copy(), b=theta[m:2 * m].copy(), constant=float(theta[-1]),
+                      residuals=_model(theta, x, m) - y, dof=n - (2 * m + 1))
 
     def start(theta: np.ndarray) -> np.ndarray:
         theta = np.clip(theta, lo, hi)
@@ -527,6 +561,7 @@ class DDOResult:
     base_objective: float            # mean objective of the base point's runs (the y unit)
     # largest weight change if an equally good alternative fit were used (0: the fit is unique)
     weight_spread: float = 0.0
+    alternative_weights: tuple[np.ndarray, ...] = ()  # the optimum of each alternative fit
 
 
 def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None = None,
@@ -534,7 +569,7 @@ def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None
               rtol: float = 1e-2, names: Sequence[str] | None = None,
               domains: Sequence[str] | None = None, floor: float = -math.inf,
               extra_quantities: np.ndarray | None = None,
-              extra_objective: np.ndarray | None = None) -> DDOResult:
+              extra_objective: np.ndarray | None = None, warm: DDOFit | None = None) -> DDOResult:
     """DDO from per-run token quantities (runs x domains) and each run's final objective.
     `names` label the runs and `domains` the columns in error messages. `floor` is the floor of
     the objective normalised by the base run's (0 for a loss or perplexity); its default -inf
@@ -543,7 +578,8 @@ def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None
 
     `extra_quantities` / `extra_objective`: runs outside the perturbation design (refinement
     rounds centred elsewhere); the design is found on the first runs alone, and every run enters
-    the fit with its multipliers relative to the base (residuals: design runs first, then these)."""
+    the fit with its multipliers relative to the base (residuals: design runs first, then these).
+    `warm`: refit a regression from that fit (`fit_ddo`)."""
     q = np.asarray(quantities, dtype=float)
     obj = np.asarray(objective, dtype=float)
     d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
@@ -556,12 +592,11 @@ def solve_ddo(quantities: np.ndarray, objective: np.ndarray, *, base: int | None
     if extra_quantities is not None and len(extra_quantities):
         x = np.vstack([x, np.asarray(extra_quantities, dtype=float) / base_q])
         y = np.concatenate([y, np.asarray(extra_objective, dtype=float) / base_obj])
-    fit = fit_ddo(x, y, lower=lower, rtol=rtol, domains=domains, floor=floor)
+    fit = fit_ddo(x, y, lower=lower, rtol=rtol, domains=domains, floor=floor, warm=warm)
     opt = optimize_mixture(fit, base_q / base_q.sum(), lower=lower)
-    spread = 0.0
-    for a, b, c in fit.alternatives:
-        alt = DDOFit(a=a, b=b, constant=c, residuals=fit.residuals, dof=fit.dof)
-        alt_w = optimize_mixture(alt, base_q / base_q.sum(), lower=lower).weights
-        spread = max(spread, float(np.abs(alt_w - opt.weights).max()))
+    alt_ws = tuple(optimize_mixture(DDOFit(a=a, b=b, constant=c, residuals=fit.residuals,
+                                           dof=fit.dof), base_q / base_q.sum(), lower=lower).weights
+                   for a, b, c in fit.alternatives)
+    spread = max((float(np.abs(w - opt.weights).max()) for w in alt_ws), default=0.0)
     return DDOResult(design=d, fit=fit, optimum=opt, base_quantities=base_q, base_objective=base_obj,
-                     weight_spread=spread)
+                     weight_spread=spread, alternative_weights=alt_ws)

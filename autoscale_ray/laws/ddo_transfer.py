@@ -114,8 +114,10 @@ def _distinct(values: np.ndarray, rtol: float) -> int:
     return 1 + int(np.sum(np.diff(v) > rtol * np.abs(v[1:])))
 
 
-def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, lower: float) -> tuple[np.ndarray, float]:
-    """(theta, SSE) of domain j's law, theta = [t_ji for i != j, a_j, b_j, c_j]."""
+def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, lower: float,
+                warm: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(theta, SSE) of domain j's law, theta = [t_ji for i != j, a_j, b_j, c_j]; from `warm`
+    alone when given, else from every start in _STARTS."""
     n, m = x.shape
     others = [i for i in range(m) if i != j]
     xo = x[:, others]
@@ -148,6 +150,8 @@ def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, lower: float) -> tuple[np.
                           x_scale="jac", xtol=tol, ftol=tol, gtol=tol, max_nfev=nfev)
         return r.x, float(2.0 * r.cost)
 
+    if warm is not None:
+        return solve(warm, 1e-10, 200)
     best: tuple[np.ndarray, float] | None = None
     for t0, a0, b0, c0 in _STARTS:
         cand = solve(np.concatenate([np.full(m - 1, t0), [max(a0, a_lo), b0, c0]]), 1e-10, 100)
@@ -162,7 +166,8 @@ def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, lower: float) -> tuple[np.
 def fit_transfer(multipliers: np.ndarray, ratios: np.ndarray, base_losses: np.ndarray, *,
                  metric: str = "mean-loss", eval_weights: np.ndarray | None = None,
                  lower: float = 0.2, rtol: float = 1e-2,
-                 domains: Sequence[str] | None = None) -> TransferFit:
+                 domains: Sequence[str] | None = None,
+                 warm: TransferFit | None = None) -> TransferFit:
     """Fit l_j(x) = c_j + (1 - c_j) ((s_j(x) + a_j) / (s_j(1) + a_j))^(-b_j),
     s_j(x) = x_j + sum_{i != j} t_ji x_i, per domain j over all runs.
 
@@ -170,6 +175,7 @@ def fit_transfer(multipliers: np.ndarray, ratios: np.ndarray, base_losses: np.nd
     (t_ji in [0, 100], a_j > -min(x_j, lower), b_j in (0, 20], c_j in [0, 1)) from 24 fixed starts;
     the lowest SSE wins, ties (within 1e-9 of the spread) go to the earliest start. Needs 3
     distinct multipliers of every domain and m + 2 runs (the paper's 2m + 1 runs are enough).
+    `warm`: refit from that fit's parameters alone (a bootstrap refit near the full-data optimum).
     """
     x = np.asarray(multipliers, dtype=float)
     y = np.asarray(ratios, dtype=float)
@@ -198,7 +204,10 @@ def fit_transfer(multipliers: np.ndarray, ratios: np.ndarray, base_losses: np.nd
         raise BadInput("eval mixture weights must be m finite numbers >= 0, not all zero", None)
     transfer, a, b, c = np.eye(m), np.zeros(m), np.zeros(m), np.zeros(m)
     for j in range(m):
-        theta, _ = _fit_domain(j, x, y[:, j], lower)
+        others = [i for i in range(m) if i != j]
+        start = None if warm is None else np.concatenate(
+            [warm.transfer[j, others], [warm.a[j], warm.b[j], warm.c[j]]])
+        theta, _ = _fit_domain(j, x, y[:, j], lower, start)
         transfer[j, [i for i in range(m) if i != j]] = theta[:m - 1]
         a[j], b[j], c[j] = theta[m - 1:]
     fit = TransferFit(transfer=transfer, a=a, b=b, c=c,
@@ -287,10 +296,12 @@ def solve_ddo_transfer(quantities: np.ndarray, losses: np.ndarray, *, metric: st
                        lower: float = 0.2, rtol: float = 1e-2, names: Sequence[str] | None = None,
                        domains: Sequence[str] | None = None,
                        extra_quantities: np.ndarray | None = None,
-                       extra_losses: np.ndarray | None = None) -> TransferResult:
+                       extra_losses: np.ndarray | None = None,
+                       warm: TransferFit | None = None) -> TransferResult:
     """DDO with transfer from per-run token quantities and per-run, per-domain final losses
     (both runs x domains, the same domain order). The design is found as in `laws.ddo`, on the
-    first runs alone; `extra_*` runs (refinement rounds) enter the fit relative to its base."""
+    first runs alone; `extra_*` runs (refinement rounds) enter the fit relative to its base.
+    `warm`: refit from that fit (`fit_transfer`)."""
     q = np.asarray(quantities, dtype=float)
     ell = np.asarray(losses, dtype=float)
     d = find_design(q, base=base, design=design, factors=factors, rtol=rtol, names=names)
@@ -304,7 +315,8 @@ def solve_ddo_transfer(quantities: np.ndarray, losses: np.ndarray, *, metric: st
                        "the transfer surrogate normalises each domain by its base loss; give "
                        "positive losses")
     fit = fit_transfer(x, ell / base_losses, base_losses, metric=metric,
-                       eval_weights=eval_weights, lower=lower, rtol=rtol, domains=domains)
+                       eval_weights=eval_weights, lower=lower, rtol=rtol, domains=domains,
+                       warm=warm)
     base_q = q[d.base]
     opt = optimize_transfer(fit, base_q / base_q.sum(), lower=lower)
     e = fit.eval_weights

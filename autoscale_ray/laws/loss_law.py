@@ -184,6 +184,34 @@ def bootstrap_loss_law(law: LossLaw, loss: ArrayLike, tokens: ArrayLike,
                    level=level, n_bootstrap=replicates)
 
 
+def bootstrap_predictions(law: LossLaw, loss: ArrayLike, tokens: ArrayLike,
+                          groups: ArrayLike, at_tokens: ArrayLike, *, seed: int = 0,
+                          n_grid_starts: int = 8) -> np.ndarray:
+    """L(D) predictions of a bootstrap over groups of points (a run's checkpoints are one group,
+    since they share its noise): replicate r resamples the groups with replacement, refits from
+    the full-data optimum plus the `n_grid_starts` best grid starts (as `bootstrap_loss_law`) and
+    predicts at `at_tokens[r]` (one point per replicate, so a caller can pass each replicate its
+    own target). Returns one prediction per replicate."""
+    L, D, _ = _arrays(loss, tokens, None)
+    g = np.asarray(groups).ravel()
+    at = np.asarray(at_tokens, dtype=float).ravel()
+    labels, index = np.unique(g, return_inverse=True)
+    full = _problem(L, D, None, law.delta)
+    grid = epoch_grid(full.n_terms)
+    screened = grid[np.argsort(batch_objective(grid, full), kind="stable")[:n_grid_starts]]
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(at))
+    with _one_blas_thread():
+        for r, target in enumerate(at):
+            counts = rng.multinomial(len(labels), np.full(len(labels), 1.0 / len(labels)))
+            res = multistart_minimize(_problem(L, D, None, law.delta,
+                                               weights=counts[index].astype(float)),
+                                      screened, screen=1.0, rounds=((10, 0.25), (30, 0.0)),
+                                      n_polish=1, extra=law.theta)
+            out[r] = float(_law_from_theta(res.x, FORM_D, objective=0.0, n_points=0).predict(None, target))
+    return out
+
+
 def _natural(theta: np.ndarray, form: str) -> np.ndarray:
     """Optimiser parameters -> (E, A, B, alpha, beta) or (E, B, beta), per row."""
     if form == FORM_ND:

@@ -41,15 +41,20 @@ def lr_sweep(probe: int, weights: Mapping[str, float], lrs: Sequence[float], see
 
 
 def ddo_perturbations(probe: int, weights: Mapping[str, float], down: float = 0.2, up: float = 3.0,
-                      design: str = "fixed-others", seed: int = 0) -> list[TrialSpec]:
+                      design: str = "fixed-others", seed: int = 0,
+                      replicates: int = 0) -> list[TrialSpec]:
     """Stage 1 (AutoScale's DDO design): the base run plus, per domain, its token quantity times
     `down` and times `up`. `fixed-others` keeps the other domains' quantities (the total moves);
-    `fixed-total` rescales the others so the total stays `probe`. 2m + 1 runs."""
+    `fixed-total` rescales the others so the total stays `probe`. 2m + 1 runs, plus `replicates`
+    runs of the base mixture with seeds seed + 1, ... (they measure the run-to-run noise)."""
     names = list(weights)
     base = np.array([weights[d] for d in names], dtype=float)
     base = base / base.sum() * probe
     specs = [TrialSpec(f"ddo/{probe:.4g}/base", "ddo", int(probe), _norm(names, base), None, seed, probe,
                        {"perturbed": "", "factor": "1"})]
+    specs += [TrialSpec(f"ddo/{probe:.4g}/base-seed{k}", "ddo", int(probe), _norm(names, base), None,
+                        seed + k, probe, {"perturbed": "", "factor": "1", "replicate": str(k)})
+              for k in range(1, replicates + 1)]
     for i, name in enumerate(names):
         for label, factor in (("down", down), ("up", up)):
             q = base.copy()

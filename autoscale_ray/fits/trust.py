@@ -1,0 +1,109 @@
+"""How far to trust a recommendation: the measured noise, each domain's signal against it, the
+intervals, the domains DDO left at its bound or the data caps, an LR that rests on the prior,
+and the extrapolation factor; each with what to run to tighten it. Plain data for
+recommendation.json and the report's first section."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from autoscale_ray.laws.noise import SNR_WITHIN_NOISE
+
+PRIOR_SHARE = 0.5     # the LR law's beta rests on the prior when the prior carries over half its precision
+WIDE = 0.15           # a weight interval wider than this cannot pin the domain's share
+
+
+def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Mapping[str, float],
+                  weights_interval: Mapping[str, Sequence[float]], at_bound: Sequence[str],
+                  capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float,
+                  lr_law: Any, lr_method: str, target: float, probes: Sequence[int],
+                  rounds: Mapping[str, int], level: float) -> dict[str, Any]:
+    """The trust section (module docstring) as a dict; `actions` say what would tighten it."""
+    actions: list[str] = []
+    noise = {p: {k: o.get(k) for k in ("noise", "snr", "within_noise")}
+             for p, o in probe_optima.items()}
+    domains = list(weights)
+    snr = {p: [v for v in (n["snr"] or {}).values() if v is not None] for p, n in noise.items()}
+    measured = [p for p, n in noise.items() if (n["noise"] or {}).get("measured_from")]
+    within = sorted({d for n in noise.values() for d in (n["within_noise"] or [])})
+    above = {p: sum(v >= SNR_WITHIN_NOISE for v in vals) for p, vals in snr.items()}
+    median_snr = {p: (float(np.median(vals)) if vals else None) for p, vals in snr.items()}
+    distinguishable = bool(measured) and all(above[p] > len(domains) / 2 for p in measured)
+    verdict = _verdict(distinguishable, measured, median_snr, probes)
+    if not measured:
+        actions.append("measure the noise: train the base mixture with more seeds "
+                       "(search.ddo.replicates: 2 or more)")
+    elif within:
+        actions.append(f"{', '.join(within)}: within noise; longer probes (larger probe_budgets), "
+                       "more seeds (search.ddo.replicates) or larger factors (search.ddo.down/up)")
+    widths = {d: float(hi - lo) for d, (lo, hi) in weights_interval.items()}
+    wide = [d for d, w in widths.items() if w > WIDE]
+    if wide:
+        actions.append(f"{', '.join(wide)}: {int(100 * level)}% interval wider than {WIDE}; "
+                       "replicate seeds or a third probe budget narrow it")
+    bound_lines = [f"`{d}` stays at DDO's lower bound at probe(s) "
+                   f"{', '.join(p for p, o in probe_optima.items() if d in o.get('at_bound', ()))} "
+                   f"after {max(rounds.values(), default=1)} round(s): its optimum is below the bound "
+                   f"and its projected weight {weights.get(d, math.nan):.3g} is not identified; lower "
+                   "search.ddo.min_multiplier or add a round"
+                   for d in at_bound]
+    cap_lines = [f"`{d}` capped at {max_epochs:g} epochs of its data ({epochs.get(d, math.nan):.3g} "
+                 "epochs at the target): the rest went to the other domains; add data of it "
+                 "or raise search.max_epochs" for d in capped]
+    prior_share = _prior_share(lr_law)
+    lr_on_prior = lr_method != "law" or (prior_share is not None and prior_share > PRIOR_SHARE)
+    if lr_on_prior:
+        actions.append("the LR rests on Bjorck et al.'s prior exponent: sweep LRs at a third "
+                       "probe budget (search.probe_budgets) with a grid that brackets LR*")
+    factor = float(target) / float(max(probes))
+    if factor > 100:
+        actions.append(f"the target is {factor:.3g}x the largest probe: a larger probe budget "
+                       "shortens the extrapolation")
+    return {
+        "level": level,
+        "noise": noise,
+        "median_snr": median_snr,
+        "domains_above_noise": above,
+        "within_noise": within,
+        "distinguishable": distinguishable,
+        "verdict": verdict,
+        "interval_widths": widths,
+        "at_bound_lines": bound_lines,
+        "capped_lines": cap_lines,
+        "lr_on_prior": lr_on_prior,
+        "lr_prior_share": prior_share,
+        "extrapolation_factor": factor,
+        "actions": actions,
+    }
+
+
+def _prior_share(law: Any) -> float | None:
+    """The prior's share of the posterior precision of the LR law's beta (None without a law)."""
+    if law is None or law.beta_prior is None or not math.isfinite(law.beta_se) or law.beta_se <= 0:
+        return None
+    return float(min(1.0, law.beta_se ** 2 / law.beta_prior_sd ** 2))
+
+
+def _verdict(distinguishable: bool, measured: Sequence[str], median_snr: Mapping[str, float | None],
+             probes: Sequence[int]) -> str:
+    """One line: whether the probes tell the mixtures apart, and if not what budget would,
+    from how the median signal-to-noise grew between the probes (SNR ~ N^g, g fitted)."""
+    if not measured:
+        return "the run-to-run noise is not measured: nothing says whether the probes can tell the mixtures apart"
+    if distinguishable:
+        return "most domains' perturbations move the objective beyond the measured noise"
+    line = "the probes cannot tell most domains' mixtures apart: their effects are within the noise"
+    pts = [(int(p), median_snr[str(p)]) for p in probes if median_snr.get(str(p))]
+    if len(pts) >= 2 and pts[-1][1] > 0 and pts[0][1] > 0:
+        (n1, s1), (n2, s2) = pts[0], pts[-1]
+        g = math.log(s2 / s1) / math.log(n2 / n1)
+        if g > 0.05:
+            need = n2 * (SNR_WITHIN_NOISE / s2) ** (1 / g)
+            line += (f"; at the growth seen between the probes (SNR ~ N^{g:.2f}) a probe budget of "
+                     f"about {need:.3g} tokens would reach {SNR_WITHIN_NOISE:g} noise sd")
+        else:
+            line += "; the signal did not grow between the probes: more seeds, not longer probes"
+    return line
