@@ -3,7 +3,9 @@
 Reads the DDO optima at two or more budgets (mixture files), fits log N_i = alpha_i + s log r_i on a
 shared latent scale and evaluates it at the s whose total is T (AutoScale, Kang et al. 2024;
 `autoscale_ray.laws.projection`). Domains at DDO's bound at a source are reported in `at_bound`;
---min-weight re-imposes a floor on the projected weights (0, the default, is the paper's rule).
+--min-weight re-imposes a floor on the projected weights; by default the floor of the sources' DDO
+bound (min_multiplier x the smallest base weight, as `run` does), 0 for sources without DDO's fit.
+A target at or below the largest source, or beyond 1e6x it, is refused.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Sequence
 import numpy as np
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.mixture_health import check_projection_target, default_min_weight, project_report
 from autoscale_ray.laws.evidence import log_quantity_sigma
 from autoscale_ray.laws.projection import fit_projection, floor_weights
 from autoscale_ray.mixture import Mixture, read_mixture
 
 
 def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
-            min_weight: float = 0.0, guard: bool = True) -> Mixture:
+            min_weight: float | None = None, guard: bool = True) -> Mixture:
     """Project optimal mixtures (files or `Mixture`s, any order) to `target_tokens`.
 
     With `guard`, a domain's shift between the sources is extrapolated only as far as the
@@ -42,6 +45,9 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
                            f"{loaded[0][1]}; {', '.join(missing) or '-'} missing", where,
                            "give mixture files over the same domains")
     loaded.sort(key=lambda item: item[0].tokens)
+    check_projection_target(target_tokens, [m.tokens for m, _ in loaded], ", ".join(w for _, w in loaded))
+    if min_weight is None:
+        min_weight = default_min_weight([m for m, _ in loaded])
     for (a, wa), (b, wb) in zip(loaded, loaded[1:]):
         if b.tokens <= a.tokens * (1 + 1e-9):
             raise BadInput(f"two sources at the same budget ({a.tokens:g} tokens)", f"{wa}, {wb}",
@@ -77,6 +83,9 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
         "source_at_bound": source_at_bound,
         "quantities": dict(zip(domains, map(float, weights * target_tokens))),
     }
+    extra.update(project_report([m.tokens for m, _ in loaded], target_tokens, s, extra["floored"],
+                                sorted({d for m, _ in loaded for d in m.at_bound}),
+                                ", ".join(w for _, w in loaded)))
     return Mixture(tokens=float(target_tokens), weights=dict(zip(domains, map(float, weights))),
                    at_bound=tuple(d for d in domains if d in bound), extra=extra)
 
