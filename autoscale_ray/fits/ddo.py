@@ -119,7 +119,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         "source": source,
     }
     extra.update(ddo_report(table, final, d, extra, at_bound=[names[i] for i in opt.at_bound],
-                            x_opt=opt.multipliers, floor=FLOORS.get(metric, -math.inf), **health))
+                            x_opt=opt.multipliers, floor=FLOORS.get(metric), **health))
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)

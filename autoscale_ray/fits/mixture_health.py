@@ -87,7 +87,7 @@ def design_reason(kind: str, base: str, totals: np.ndarray) -> str:
         return (f"every run has the same total tokens as base `{base}` and moves one domain's "
                 "share (the others rescaled together)")
     return (f"every run changes one domain's quantity of base `{base}` and holds the others"
-            + ("" if same else " (so the totals differ)"))
+            + ("" if same else ", so the totals differ"))
 
 
 def factor_findings(kind: str, reason: str, factors: Sequence[float], declared: Sequence[float],
@@ -150,16 +150,19 @@ def project_health(source_tokens: Sequence[float], factor: float, exponent: floa
 
 
 def ddo_report(table: RunsTable, final: Any, design: Any, extra: Mapping[str, Any], *,
-               at_bound: Sequence[str], x_opt: np.ndarray, floor: float,
+               at_bound: Sequence[str], x_opt: np.ndarray, floor: float | None,
                declared: Sequence[float], explicit: bool, n_design: int) -> dict[str, Any]:
     """The health keys of a DDO mixture: `design_reason` (which design was found and why),
-    `extrapolation_factor` and `warnings`. BadInput when declared factors do not match."""
+    `extrapolation_factor` and `warnings`. BadInput when declared factors do not match. `floor`:
+    the metric's (None for a metric column: 0 for one named loss* or ppl*)."""
     totals = table.quantities(final)[:n_design].sum(axis=1)
     base = str(final["run_id"].iloc[design.base])
     reason = design_reason(design.kind, base, totals)
     findings = factor_findings(design.kind, reason, design.factors, declared, explicit=explicit,
                                source=table.source)
     metric = extra["metric"]
+    if floor is None:  # a metric column: a loss or a perplexity is never below 0, others unknown
+        floor = 0.0 if metric.startswith(("loss", "ppl")) else -np.inf
     findings += table_units(table, final, metric=metric)
     findings += gross_values(final, [LOSS_PREFIX + d for d in table.loss_domains]
                              or (["loss"] if "loss" in final.columns else []))
