@@ -219,7 +219,8 @@ class Predictor:
             "expected_loss": self.expected_losses(self.target),
             "evidence": {
                 "probe_optima": {str(p): self.optima[p].to_json() for p in probes},
-                "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
+                "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log",
+                                                              "extrapolation_factor", "warnings")},
                 "lr_law": None if law is None else law.to_json(),
                 "lr_horizons": self.lr_horizons(),
                 "trials": sorted({r["key"] for r in self.rows}),

@@ -166,7 +166,8 @@ def ddo_report(table: RunsTable, final: Any, design: Any, extra: Mapping[str, An
     findings += table_units(table, final, metric=metric)
     findings += gross_values(final, [LOSS_PREFIX + d for d in table.loss_domains]
                              or (["loss"] if "loss" in final.columns else []))
-    factor = ddo_extrapolation(x_opt, design.multipliers)
+    q = table.quantities(final)  # refinement runs (after the design's) count as sampled too
+    factor = ddo_extrapolation(x_opt, q / q[design.base])
     findings += ddo_health(kind=design.kind, reason=reason,
                            objective_predicted=float(extra["objective_predicted"]), floor=floor,
                            n_domains=len(table.domains), at_bound=at_bound,
