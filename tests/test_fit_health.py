@@ -134,6 +134,8 @@ CASES: list[tuple[str, dict, list[str], object]] = [
      ["ddo", "r.csv"], ("error", ["`w.extra`", "0 in every run"])),
     ("ddo weights not summing to 1", {"r.csv": ddo_unnormalised()},
      ["ddo", "r.csv", "--metric", "mean-ppl"], "weight_sums"),
+    ("ddo one run's weights off 1", {"r.csv": change(ddo_runs(), 3, "w.books", 1.5 * ddo_runs()["w.books"][3])},
+     ["ddo", "r.csv"], ("error", ["changes 7 domains", "`down.books` summing to 1.016", "do not sum to 1"])),
     ("ddo design flips to fixed-total", {"r.csv": ddo_as_declared_budget()},
      ["ddo", "r.csv", "--metric", "mean-ppl"], "design"),
     ("ddo declared factor the runs lack", {"r.csv": ddo_runs()},
