@@ -22,12 +22,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.health import (Finding, at_bound_findings, distinct_findings,
-                                       extrapolation_findings, floor_findings, interval_findings,
+                                       extrapolation_findings, interval_findings,
                                        parameter_findings, robust_outliers)
-from autoscale_ray.laws.units import (LOSS_MAX, loss_findings, lr_findings, ppl_findings, tokens_findings,
-                                      weight_sum_findings)
+from autoscale_ray.laws.units import (LOSS_MAX, loss_findings, lr_findings, ppl_findings,
+                                      tokens_findings, weight_sum_findings)
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable
 
 log = logging.getLogger("autoscale_ray")
@@ -86,9 +85,9 @@ def outlier_findings(values: ArrayLike, labels: Sequence[str], column: str, *, w
     """`outlier`: the runs whose `values` (residuals, or with `relative` a column's raw values,
     screened against GROSS x their median) lie far off the rest by Hampel's identifier."""
     v = np.asarray(values, dtype=float)
-    if relative:
-        finite = v[np.isfinite(v)]
-        min_scale = max(min_scale, GROSS * float(np.median(np.abs(finite)))) if finite.size else min_scale
+    finite = v[np.isfinite(v)]
+    if relative and finite.size:
+        min_scale = max(min_scale, GROSS * float(np.median(np.abs(finite))))
     far = robust_outliers(v, min_scale=min_scale)
     if far.size == 0:
         return []
@@ -108,8 +107,8 @@ def table_units(table: RunsTable, frame: Any, *, metric: str | None = "loss",
     out = tokens_findings(frame["tokens"].to_numpy(float))
     if "budget" in frame.columns and not out:
         out += tokens_findings(frame["budget"].to_numpy(float), column="budget")
-    loss_columns = [c for c in (["loss"] if "loss" in frame.columns else [])
-                    + [LOSS_PREFIX + d for d in table.loss_domains]]
+    loss_columns = (["loss"] if "loss" in frame.columns else []) + \
+        [LOSS_PREFIX + d for d in table.loss_domains]
     if metric in ("loss", "mean-loss", "mean-ppl"):
         for col in loss_columns:
             out += loss_findings(frame[col].to_numpy(float), labels, column=col)

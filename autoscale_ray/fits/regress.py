@@ -10,7 +10,6 @@ keeps the runs of one budget.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from autoscale_ray.laws.checks import not_a_weight, simplex_rows
 from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import WEIGHT_PREFIX, RunsTable, read_runs, read_table, require_weight_columns
-
-log = logging.getLogger("autoscale_ray")
 
 CV_FOLDS = 5
 CV_MIN_RUNS = 20  # below this a 5-fold rank correlation says little
