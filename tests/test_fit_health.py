@@ -165,7 +165,7 @@ CASES: list[tuple[str, dict, list[str], object]] = [
     ("lr perplexities as losses", {"r.csv": lr_runs().assign(loss=lambda f: np.exp(f.loss) * 5)},
      ["lr", "r.csv", "--target-tokens", "1e11"], "loss_units"),
     ("lr one run far off its quadratic", {"r.csv": change(lr_runs(), 8, "loss", 4.5)},
-     ["lr", "r.csv", "--target-tokens", "1e11"], "outlier"),
+     ["lr", "r.csv", "--target-tokens", "1e11"], "outlier"),  # lr-4e+08-0.001, named first
     ("law one checkpoint doubled", {"r.csv": change(dml(), 20, "loss", 2 * dml()["loss"][20])},
      ["law", "r.csv", "--bootstrap", "0"], "outlier"),
     ("law tokens in billions", {"r.csv": dml().assign(tokens=lambda f: f.tokens / 1e9)},
@@ -321,6 +321,15 @@ def test_project_floors_at_the_sources_bound_by_default(monkeypatch, capsys) -> 
     obj = json.loads(out)
     assert obj["min_weight"] == pytest.approx(0.2 / 7)
     assert min(obj["weights"].values()) >= 0.2 / 7 - 1e-12 and "github" in obj["floored"]
+
+
+def test_an_outlier_is_named_first(tmp_path: Path, monkeypatch, capsys) -> None:
+    """One LR run typed 4.5 for ~3.6: its leave-one-out residual is the largest of its horizon."""
+    write(tmp_path, {"r.csv": change(lr_runs(), 8, "loss", 4.5)})
+    code, out, err = run(tmp_path, monkeypatch, capsys, ["lr", "r.csv", "--target-tokens", "1e11",
+                                                         "--json"])
+    found = [w for w in json.loads(out)["warnings"] if w["check"] == "outlier"]
+    assert found and found[0]["message"].split("run(s) `")[1].startswith(lr_runs()["run_id"][8])
 
 
 def test_fit_health_for_a_law_it_does_not_know() -> None:

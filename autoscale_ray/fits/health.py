@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 from autoscale_ray.laws.health import (Finding, at_bound_findings, distinct_findings,
                                        extrapolation_findings, interval_findings,
                                        parameter_findings, robust_outliers)
+from autoscale_ray.laws.lr_horizon import local_window
 from autoscale_ray.laws.units import (LOSS_MAX, loss_findings, lr_findings, ppl_findings,
                                       tokens_findings, weight_sum_findings)
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable
@@ -91,10 +92,13 @@ def outlier_findings(values: ArrayLike, labels: Sequence[str], column: str, *, w
     far = robust_outliers(v, min_scale=min_scale)
     if far.size == 0:
         return []
+    med = float(np.median(finite)) if finite.size else 0.0
+    far = far[np.argsort(-np.nan_to_num(np.abs(v[far] - med), nan=np.inf), kind="stable")]
     named = ", ".join(f"`{labels[i]}` ({v[i]:.4g})" for i in far[:4])
     more = f" and {far.size - 4} more" if far.size > 4 else ""
-    return [Finding("outlier", f"{what} of run(s) {named}{more} in column `{column}` lie far from "
-                               "the others (more than 5 robust standard deviations)",
+    return [Finding("outlier", f"{what} of run(s) {named}{more} (farthest first) in column "
+                               f"`{column}` lie far from the others (more than 5 robust standard "
+                               "deviations)",
                     "check those rows for a typo or a failed run; drop them or mark them "
                     "`status: failed`")]
 
@@ -104,6 +108,8 @@ def table_units(table: RunsTable, frame: Any, *, metric: str | None = "loss",
     """Unit checks of the rows a fit uses: tokens (and budgets), the loss columns (or a
     perplexity metric), the raw weight sums, and peak LRs."""
     labels = frame["run_id"].astype(str).tolist()
+    if len(set(labels)) < len(labels):  # checkpoints: name the evaluation, run@tokens
+        labels = [f"{r}@{t:g}" for r, t in zip(labels, frame["tokens"])]
     out = tokens_findings(frame["tokens"].to_numpy(float))
     if "budget" in frame.columns and not out:
         out += tokens_findings(frame["budget"].to_numpy(float), column="budget")
@@ -119,7 +125,7 @@ def table_units(table: RunsTable, frame: Any, *, metric: str | None = "loss",
         elif metric.startswith(("loss", LOSS_PREFIX)):
             out += loss_findings(values, labels, column=metric)
     if table.weight_sums:
-        runs = list(dict.fromkeys(labels))
+        runs = list(dict.fromkeys(frame["run_id"].astype(str)))
         out += weight_sum_findings([table.weight_sums.get(r, 1.0) for r in runs], runs)
     if lr and "lr" in frame.columns:
         out += lr_findings(frame["lr"].to_numpy(float), labels)
@@ -154,7 +160,16 @@ def law_health(params: Mapping[str, float | None], intervals: Mapping[str, Any] 
     return out
 
 
-def lr_health(law: Any, final: Any, *, target: float, factor: float) -> list[Finding]:
+def _deleted_residuals(x: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Leave-one-out residuals r_i / (1 - h_ii) of a quadratic in x (h: the hat matrix's
+    diagonal), so one wild point does not spread its error over its neighbours."""
+    design = np.column_stack([np.ones_like(x), x, x * x])
+    h = np.einsum("ij,jk,ik->i", design, np.linalg.pinv(design.T @ design), design)
+    return resid / np.maximum(1.0 - h, 1e-9)
+
+
+def lr_health(law: Any, final: Any, *, target: float, factor: float,
+              window: int | None) -> list[Finding]:
     """LR*(D): beta plausible, >= 3 horizons, horizons bracketed by their grid, a finite interval
     at the target, the extrapolation factor, and no far-off run in a horizon's quadratic."""
     fix = "add LR sweeps at more horizons, or LRs past the grid's edge"
@@ -183,11 +198,14 @@ def lr_health(law: Any, final: Any, *, target: float, factor: float) -> list[Fin
     for h in law.horizons:
         rows = np.flatnonzero(np.isclose(budget, h.tokens, rtol=1e-9))
         if h.dof > 0 and h.convex:
-            resid += list(loss[rows] - h.predict(lr[rows]))
+            rows = rows[local_window(lr[rows], loss[rows], window)]
+            resid += list(_deleted_residuals(np.log(lr[rows]) - h.center,
+                                             loss[rows] - h.predict(lr[rows])))
             labels += final["run_id"].iloc[rows].astype(str).tolist()
     if resid:
-        out += outlier_findings(resid, labels, "loss", what="the residuals of the per-horizon "
-                                "quadratics", min_scale=RESIDUAL_FLOOR * float(np.median(loss)))
+        out += outlier_findings(resid, labels, "loss", what="the leave-one-out residuals of the "
+                                "per-horizon quadratics",
+                                min_scale=RESIDUAL_FLOOR * float(np.median(loss)))
     return out
 
 

@@ -47,7 +47,7 @@ def lr_law(runs: str | Path | RunsTable, target_tokens: float, *, include_edge: 
     used_tokens = [h.tokens for h in law.horizons if h.used]
     factor = target_tokens / max(used_tokens)
     findings = table_units(table, final, lr=True)
-    findings += lr_health(law, final, target=target_tokens, factor=factor)
+    findings += lr_health(law, final, target=target_tokens, factor=factor, window=window)
     return {
         "B": law.B, "beta": law.beta, "beta_se": law.beta_se,
         "lr_at_target": float(law.predict(target_tokens)), "lr_interval": [lo, hi],

@@ -85,7 +85,7 @@ def design_reason(kind: str, base: str, totals: np.ndarray) -> str:
     same = bool(np.allclose(totals, totals[0], rtol=1e-2))
     if kind == "fixed-total":
         return (f"every run has the same total tokens as base `{base}` and moves one domain's "
-                "share (the others rescaled together)")
+                "share, the others rescaled together")
     return (f"every run changes one domain's quantity of base `{base}` and holds the others"
             + ("" if same else ", so the totals differ"))
 
