@@ -84,6 +84,14 @@ def two_mixtures(a: dict, b: dict) -> dict:
     return {"a.json": a, "b.json": b}
 
 
+def third_source_off_the_lines() -> dict:
+    """A 4.8B optimum continuing the notebook's 0.3B -> 1.2B shift, with cc x3 and arxiv / 3."""
+    a, b = mixture("mix_0.3b.json"), mixture("mix_1.2b.json")
+    q = {d: (b["weights"][d] * b["tokens"]) ** 2 / (a["weights"][d] * a["tokens"]) for d in a["weights"]}
+    q["cc"], q["arxiv"] = 3 * q["cc"], q["arxiv"] / 3
+    return {"tokens": sum(q.values()), "weights": {d: v / sum(q.values()) for d, v in q.items()}}
+
+
 MIX = ["project", "a.json", "b.json", "--target-tokens"]
 MIXES_OUTSIDE = pd.DataFrame([{**{c: 0.0 for c in regmix().columns if c.startswith("w.")},
                                "w.pile_cc": 0.5, "w.enron_emails": 0.5}])
@@ -192,6 +200,10 @@ CASES: list[tuple[str, dict, list[str], object]] = [
      [*MIX, "1.2e9"], ("error", ["not above the largest source"])),
     ("project far past its sources", two_mixtures(mixture("mix_0.3b.json"), mixture("mix_1.2b.json")),
      [*MIX, "1e12"], "extrapolation"),
+    ("project three sources off the lines", {**two_mixtures(mixture("mix_0.3b.json"),
+                                                            mixture("mix_1.2b.json")),
+                                             "c.json": third_source_off_the_lines()},
+     ["project", "a.json", "b.json", "c.json", "--target-tokens", "1e11"], "fit_quality"),
     ("ddo declared up factor the runs lack", {"r.csv": ddo_runs()},
      ["ddo", "r.csv", "--metric", "mean-ppl", "--up", "2"], ("error", ["without the declared 2"])),
     ("ddo runs in percent", {"r.csv": ddo_runs().assign(

@@ -23,6 +23,8 @@ from autoscale_ray.laws.units import tokens_findings
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, RunsTable
 
+PROJECTION_RMSE_LOG = 0.1  # sources more than ~10% off AutoScale's lines (in log quantity)
+
 
 def check_ddo_columns(table: RunsTable, final: Any) -> None:
     """BadInput for a `w.<domain>` column that is zero in every run: the base run cannot train on
@@ -191,9 +193,18 @@ def default_min_weight(sources: Sequence[Mixture]) -> float:
     return max(floors, default=0.0)
 
 
-def project_report(source_tokens: Sequence[float], target: float, exponent: float,
-                   floored: Sequence[str], at_bound: Sequence[str], where: str) -> dict[str, Any]:
-    """The health keys of a projection: `extrapolation_factor` and `warnings`."""
+def project_report(source_tokens: Sequence[float], rmse_log: float, target: float,
+                   exponent: float, floored: Sequence[str], at_bound: Sequence[str],
+                   where: str) -> dict[str, Any]:
+    """The health keys of a projection: `extrapolation_factor` and `warnings`; with >= 3 sources,
+    `fit_quality` when they lie off the fitted lines log N_i = alpha_i + s beta_i by more than
+    PROJECTION_RMSE_LOG (one source cannot be singled out: each has its own latent scale s)."""
     factor = target / max(source_tokens)
     findings = project_health(source_tokens, factor, exponent, floored, at_bound)
+    if rmse_log > PROJECTION_RMSE_LOG:
+        findings.append(Finding("fit_quality", f"the {len(source_tokens)} sources lie off the "
+                                               f"projection's lines (RMSE of log quantities "
+                                               f"{rmse_log:.3g}, above {PROJECTION_RMSE_LOG:g})",
+                                "check each source's optimum (its DDO warnings); drop the one "
+                                "that does not follow the others"))
     return {"extrapolation_factor": factor, "warnings": records(findings, where)}

@@ -83,7 +83,8 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
         "source_at_bound": source_at_bound,
         "quantities": dict(zip(domains, map(float, weights * target_tokens))),
     }
-    extra.update(project_report([m.tokens for m, _ in loaded], target_tokens, s, extra["floored"],
+    extra.update(project_report([m.tokens for m, _ in loaded], fit.rmse_log, target_tokens, s,
+                                extra["floored"],
                                 sorted({d for m, _ in loaded for d in m.at_bound}),
                                 ", ".join(w for _, w in loaded)))
     return Mixture(tokens=float(target_tokens), weights=dict(zip(domains, map(float, weights))),
