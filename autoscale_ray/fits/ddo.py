@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.mixture_health import check_ddo_columns, ddo_report, design_hint
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
-from autoscale_ray.fits.mixture_health import check_ddo_columns, ddo_report, design_hint
 from autoscale_ray.laws.evidence import contradictions
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable, read_runs, require_weight_columns

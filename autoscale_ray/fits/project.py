@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from autoscale_ray.errors import BadInput
-from autoscale_ray.fits.mixture_health import check_projection_target, default_min_weight, project_report
+from autoscale_ray.fits.mixture_health import (check_projection_target, default_min_weight,
+                                               project_report)
 from autoscale_ray.laws.evidence import log_quantity_sigma
 from autoscale_ray.laws.projection import fit_projection, floor_weights
 from autoscale_ray.mixture import Mixture, read_mixture
@@ -45,7 +46,8 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
                            f"{loaded[0][1]}; {', '.join(missing) or '-'} missing", where,
                            "give mixture files over the same domains")
     loaded.sort(key=lambda item: item[0].tokens)
-    check_projection_target(target_tokens, [m.tokens for m, _ in loaded], ", ".join(w for _, w in loaded))
+    check_projection_target(target_tokens, [m.tokens for m, _ in loaded],
+                            ", ".join(w for _, w in loaded))
     if min_weight is None:
         min_weight = default_min_weight([m for m, _ in loaded])
     for (a, wa), (b, wb) in zip(loaded, loaded[1:]):
