@@ -1,7 +1,8 @@
 """`autoscale-ray`: the command line. Each verb lives in `autoscale_ray.verbs.<verb>`.
 
 Exit codes: 0 success, 2 bad input (one line on stderr saying what and where), 1 internal failure.
-`--json` prints exactly one JSON object on stdout; warnings and progress go to stderr.
+`--json` prints exactly one JSON object on stdout; warnings and progress go to stderr. With
+`--strict`, a fit whose output carries health `warnings` exits 2 with one line naming them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autoscale-ray {args.verb}: internal error: {type(exc).__name__}: {first} "
               f"(set AUTOSCALE_RAY_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    warnings = obj.get("warnings") if isinstance(obj, dict) else None
+    if getattr(args, "strict", False) and warnings:
+        first = warnings[0]
+        print(f"autoscale-ray {args.verb}: error: --strict: {len(warnings)} health warning(s): "
+              + ", ".join(dict.fromkeys(w["check"] for w in warnings))
+              + f"; first: {first['message']}; fix: {first['fix']}", file=sys.stderr)
+        return 2
     if getattr(args, "json", False):
         print(json.dumps(jsonable(obj), allow_nan=False))
     elif text:

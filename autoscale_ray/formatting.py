@@ -47,3 +47,20 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def format_warnings(warnings: Sequence[dict[str, str]]) -> str:
+    """The `warnings` records of a fit ({"check", "message", "fix"}) as lines for people; "" when
+    there are none."""
+    if not warnings:
+        return ""
+    lines = [f"warnings ({len(warnings)}; --strict makes them an error):"]
+    lines += [f"  [{w['check']}] {w['message']}; fix: {w['fix']}" for w in warnings]
+    return "\n".join(lines)
+
+
+def health_lines(factor: float, warnings: Sequence[dict[str, str]], what: str) -> str:
+    """The extrapolation factor (`what` it measures) and the warnings, appended to a verb's text."""
+    text = f"\nextrapolation factor {factor:.3g}x ({what})"
+    block = format_warnings(warnings)
+    return text + (f"\n{block}" if block else "\nhealth checks: no warnings")

@@ -63,3 +63,39 @@ def read_mixture(path: str | Path) -> Mixture:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"not valid JSON ({exc})", str(path), "write a JSON mixture object") from None
     return mixture_from_dict(obj, str(path))
+
+
+def read_available(path: str | Path) -> dict[str, float]:
+    """Tokens available per domain: a JSON object {domain: tokens}, or a CSV/TSV/Parquet table
+    with columns `domain` and `tokens`. BadInput for another shape or a count that is not a
+    positive number (unknown domains are checked against the mixtures by the caller)."""
+    from autoscale_ray.runs import read_table  # the one table reader (delimiters, decimal commas)
+
+    where = str(path)
+    fix = "write {\"domain\": tokens, ...} as JSON, or a table with columns domain,tokens"
+    if Path(path).suffix.lower() == ".json":
+        try:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BadInput("file not found", where, "check the path") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadInput(f"not a JSON object ({exc})", where, fix) from None
+        if not isinstance(obj, dict) or not obj:
+            raise BadInput("the availability must be a non-empty object {domain: tokens}", where, fix)
+        pairs = list(obj.items())
+    else:
+        frame = read_table(path, noun="availability table", fix=fix)
+        if not {"domain", "tokens"} <= set(frame.columns):
+            raise BadInput(f"columns {', '.join(map(str, frame.columns))}: need `domain` and "
+                           "`tokens`", where, fix)
+        pairs = list(zip(frame["domain"].astype(str), frame["tokens"]))
+    out: dict[str, float] = {}
+    for domain, value in pairs:
+        v = as_number(value)
+        if v is None or not math.isfinite(v) or v <= 0:
+            raise BadInput(f"available tokens of `{domain}` are {value!r}, not a positive count",
+                           where, "give each domain's tokens as a positive number")
+        if domain in out:
+            raise BadInput(f"domain `{domain}` is listed twice", where, "give each domain once")
+        out[str(domain)] = float(v)
+    return out

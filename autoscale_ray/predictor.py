@@ -294,7 +294,8 @@ class Predictor:
             "trust": trust,
             "evidence": {
                 "probe_optima": probe_optima,
-                "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log")},
+                "projection": {k: mix.extra.get(k) for k in ("exponent", "ratios", "rmse_log",
+                                                              "extrapolation_factor", "warnings")},
                 "lr_law": None if law is None else law.to_json(),
                 "lr_horizons": self.lr_horizons(),
                 "trials": sorted({r["key"] for r in self.rows}),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -46,6 +46,8 @@ class RunsTable:
     source: str
     domains: tuple[str, ...]
     loss_domains: tuple[str, ...]
+    # each run's weights as written, summed (before normalising): percent and unit slips show here
+    weight_sums: Mapping[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -225,10 +227,15 @@ def _numeric(frame: pd.DataFrame, column: str, source: str) -> None:
 
 def validate(frame: pd.DataFrame, source: str = "<runs>", *,
              require: Sequence[str] = (), average_duplicates: bool = False,
-             eval_weights: Mapping[str, float] | None = None) -> RunsTable:
+             eval_weights: Mapping[str, float] | None = None,
+             tokens_required: bool = True) -> RunsTable:
     """Validate a runs table held in memory. `require` names extra columns the caller needs:
-    `params`, `lr`, `weights` (the `w.<domain>` group) or `loss` (an objective)."""
-    frame = _with_run_ids(frame.reset_index(drop=True).copy(), source)
+    `params`, `lr`, `weights` (the `w.<domain>` group) or `loss` (an objective). Without
+    `tokens_required`, a table with no `tokens` column holds one final evaluation per run."""
+    frame = frame.reset_index(drop=True).copy()
+    if not tokens_required and "tokens" not in frame.columns:
+        frame["tokens"] = 0.0
+    frame = _with_run_ids(frame, source)
     domains, loss_domains = _domains(frame, WEIGHT_PREFIX), _domains(frame, LOSS_PREFIX)
     for col in ("tokens", *[c for c in ("budget", "params", "lr", "loss", "seed") if c in frame.columns],
                 *[WEIGHT_PREFIX + d for d in domains], *[LOSS_PREFIX + d for d in loss_domains]):
@@ -236,13 +243,15 @@ def validate(frame: pd.DataFrame, source: str = "<runs>", *,
     _warn_constant_losses(frame, loss_domains, source)
     frame = _without_failed_runs(frame, source)
     _check_required(frame, _required_columns(frame, require, domains, loss_domains, source), source)
+    sums: dict[str, float] = {}
     if domains:
+        sums = dict(zip(frame["run_id"], frame[[WEIGHT_PREFIX + d for d in domains]].sum(axis=1)))
         _normalise_weights(frame, domains, source)
     frame = _without_duplicates(frame, source, average_duplicates)
     _default_budget(frame)
     if "loss" not in frame.columns and loss_domains:
         frame["loss"] = _default_loss(frame, loss_domains, eval_weights, source)
-    return RunsTable(frame.reset_index(drop=True), source, domains, loss_domains)
+    return RunsTable(frame.reset_index(drop=True), source, domains, loss_domains, sums)
 
 
 def _with_run_ids(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -385,11 +394,13 @@ def _average_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_runs(path: str | Path, *, require: Sequence[str] = (), average_duplicates: bool = False,
-              eval_weights: Mapping[str, float] | None = None) -> RunsTable:
+              eval_weights: Mapping[str, float] | None = None,
+              tokens_required: bool = True) -> RunsTable:
     """Read a CSV or Parquet runs table and validate it (see `validate`)."""
     path = Path(path)
     return validate(_read_any(path), str(path), require=require,
-                    average_duplicates=average_duplicates, eval_weights=eval_weights)
+                    average_duplicates=average_duplicates, eval_weights=eval_weights,
+                    tokens_required=tokens_required)
 
 
 def write_runs(frame: pd.DataFrame, path: str | Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.mixture_health import check_ddo_columns, ddo_report, design_hint
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
 from autoscale_ray.laws.evidence import contradictions
@@ -41,8 +42,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         down: float = 0.2, up: float = 3.0, design: str = "auto", min_multiplier: float = 0.2,
         average_duplicates: bool = False, surrogate: str = "paper",
         eval_weights: Mapping[str, float] | None = None,
-        design_runs: Collection[str] | None = None, level: float = DEFAULT_LEVEL,
-        bootstrap: int = BOOTSTRAP, seed: int = 0) -> Mixture:
+        design_runs: Collection[str] | None = None, declared_factors: bool = False,
+        level: float = DEFAULT_LEVEL, bootstrap: int = BOOTSTRAP, seed: int = 0) -> Mixture:
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
     run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`.
     `surrogate`: "paper" (additive, fitted to the objective) or "transfer" (per-domain losses with
@@ -50,6 +51,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     `design_runs`: the run_ids of the perturbation design when the table also holds runs of
     refinement rounds (centred elsewhere); those enter the fit relative to the design's base.
     Runs that contradict the surrogate's decreasing response are named in `contradicted`.
+    `declared_factors`: --down/--up were given, so factors the runs do not have are BadInput
+    (else a `design` warning). Fit health: `design_reason`, `extrapolation_factor`, `warnings`.
 
     Uncertainty (fits/uncertainty.py): the base run's replicates (same mixture, other seeds)
     measure the noise; `snr` is each domain's largest effect on the objective against it, and
@@ -79,6 +82,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         n_design = int(inside.sum())
     else:
         n_design = len(final)
+    check_ddo_columns(table, final)
+    health = dict(declared=(down, up), explicit=declared_factors, n_design=n_design)
     run_ids = final["run_id"].astype(str).tolist()
     base_index = None
     if base is not None:
@@ -89,7 +94,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     if surrogate == "transfer":
         return _ddo_transfer(table, final, run_ids, base_index, n_design, metric=metric, down=down,
                              up=up, design=design, min_multiplier=min_multiplier,
-                             eval_weights=eval_weights,
+                             eval_weights=eval_weights, health=health,
                              uncertainty=dict(level=level, draws=bootstrap, seed=seed))
     objective = table.objective(metric, final)
     quantities = table.quantities(final)
@@ -99,7 +104,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
                         domains=table.domains, floor=FLOORS.get(metric, -math.inf),
                         extra_quantities=quantities[n_design:], extra_objective=objective[n_design:])
     except BadInput as exc:  # the law names the runs; add the file
-        raise BadInput(str(exc), source) from None
+        raise BadInput(str(exc) + design_hint(table, final), source) from None
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
     n_fit = len(fit.residuals)
@@ -142,6 +147,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         **uncertainty,
         "source": source,
     }
+    extra.update(ddo_report(table, final, d, extra, at_bound=[names[i] for i in opt.at_bound],
+                            x_opt=opt.multipliers, floor=FLOORS.get(metric), **health))
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)
@@ -187,7 +194,7 @@ def _per_domain_losses(table: RunsTable, final: Any, metric: str,
 def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: int | None,
                   n_design: int, *, metric: str, down: float, up: float, design: str,
                   min_multiplier: float, eval_weights: Mapping[str, float] | None,
-                  uncertainty: Mapping[str, Any]) -> Mixture:
+                  health: Mapping[str, Any], uncertainty: Mapping[str, Any]) -> Mixture:
     losses, e = _per_domain_losses(table, final, metric, eval_weights)
     quantities = table.quantities(final)
     try:
@@ -197,7 +204,7 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
             domains=table.domains, extra_quantities=quantities[n_design:],
             extra_losses=losses[n_design:])
     except BadInput as exc:  # the law names the runs; add the file
-        raise BadInput(str(exc), table.source) from None
+        raise BadInput(str(exc) + design_hint(table, final), table.source) from None
     d, fit, opt = res.design, res.fit, res.optimum
     names = table.domains
     objective = table.objective(metric, final)
@@ -245,6 +252,8 @@ def _ddo_transfer(table: RunsTable, final: Any, run_ids: list[str], base_index: 
         **unc,
         "source": table.source,
     }
+    extra.update(ddo_report(table, final, d, extra, at_bound=[names[i] for i in opt.at_bound],
+                            x_opt=opt.multipliers, floor=0.0, **health))
     return Mixture(tokens=float(res.base_quantities.sum()),
                    weights=dict(zip(names, map(float, opt.weights))),
                    at_bound=tuple(names[i] for i in opt.at_bound), extra=extra)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.health import EXTRAPOLATION_LIMIT, law_health, records, table_units
+from autoscale_ray.laws.health import extrapolation_findings
 from autoscale_ray.laws.loss_law import (LossLaw, absolute_relative_error,
                                          bootstrap_loss_law, fit_loss_law, largest_model_holdout,
                                          min_tokens_mask)
@@ -95,7 +97,20 @@ def law(runs: str | Path, *, min_tokens: float | None = None, holdout_largest: b
                                             k in fitted.interval else None) for k in NAMES},
                            "level": fitted.level, "n_bootstrap": fitted.n_bootstrap,
                            "min_tokens": min_tokens}
+    out["extrapolation_factor"] = 1.0
+    fitted_rows = frame.loc[keep]
+    findings = table_units(table, fitted_rows)
+    findings += law_health(fitted.params(), out["interval"] if bootstrap else None,
+                           loss=loss[keep], tokens=tokens[keep], sizes=fit_sizes,
+                           predicted=fitted.predict(fit_sizes, tokens[keep]),
+                           labels=[f"{r}@{t:g}" for r, t in zip(fitted_rows["run_id"], tokens[keep])])
     if held is not None:
         out["are"] = absolute_relative_error(fitted, loss[late], tokens[late], sizes[late])
         out["held_out"] = held
+        # how far the judged prediction reaches: the held-out size over the largest fitted one
+        out["extrapolation_factor"] = held["params"] / float(sizes[keep].max())
+        findings += extrapolation_findings(out["extrapolation_factor"], EXTRAPOLATION_LIMIT["law"],
+                                           what="the held-out size over the largest fitted one",
+                                           fix="add runs of sizes between them")
+    out["warnings"] = records(findings, table.source)
     return out

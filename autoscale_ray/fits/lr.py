@@ -14,16 +14,19 @@ from typing import Any
 
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.health import lr_health, records, table_units
 from autoscale_ray.laws.lr_horizon import DEFAULT_WINDOW, fit_lr_horizon
 from autoscale_ray.runs import RunsTable, read_runs
 
 log = logging.getLogger("autoscale_ray")
 
 def lr_law(runs: str | Path | RunsTable, target_tokens: float, *, include_edge: bool = False,
-           level: float = 0.95, window: int | None = DEFAULT_WINDOW) -> dict[str, Any]:
+           level: float = 0.95, window: int | None = DEFAULT_WINDOW,
+           average_duplicates: bool = False) -> dict[str, Any]:
     """Fit the LR-horizon law on a runs table (path or `RunsTable`) and predict LR* at
     `target_tokens`. Returns the `lr` verb's JSON object."""
-    table = runs if isinstance(runs, RunsTable) else read_runs(runs, require=["lr", "loss"])
+    table = runs if isinstance(runs, RunsTable) else read_runs(
+        runs, require=["lr", "loss"], average_duplicates=average_duplicates)
     for col in ("lr", "loss"):
         if col not in table.frame.columns:
             raise BadInput(f"missing column `{col}`", table.source, f"add a `{col}` column")
@@ -42,11 +45,15 @@ def lr_law(runs: str | Path | RunsTable, target_tokens: float, *, include_edge: 
         raise BadInput(str(exc), table.source) from None
     lo, hi = law.interval(target_tokens)
     used_tokens = [h.tokens for h in law.horizons if h.used]
+    factor = target_tokens / max(used_tokens)
+    findings = table_units(table, final, lr=True)
+    findings += lr_health(law, final, target=target_tokens, factor=factor, window=window)
     return {
         "B": law.B, "beta": law.beta, "beta_se": law.beta_se,
         "lr_at_target": float(law.predict(target_tokens)), "lr_interval": [lo, hi],
         "level": level, "interval_method": law.method, "target_tokens": target_tokens,
-        "extrapolation_factor": target_tokens / max(used_tokens),
+        "extrapolation_factor": factor,
         "n_horizons_used": law.n_used, "include_edge": include_edge,
         "per_horizon": [h.to_json() for h in law.horizons],
+        "warnings": records(findings, table.source),
     }

@@ -3,7 +3,9 @@
 Reads the DDO optima at two or more budgets (mixture files), fits log N_i = alpha_i + s log r_i on a
 shared latent scale and evaluates it at the s whose total is T (AutoScale, Kang et al. 2024;
 `autoscale_ray.laws.projection`). Domains at DDO's bound at a source are reported in `at_bound`;
---min-weight re-imposes a floor on the projected weights (0, the default, is the paper's rule).
+--min-weight re-imposes a floor on the projected weights (0, the default, is the paper's rule, as
+`run` uses: a domain at DDO's bound is reported, not floored). A target at or below the largest
+source, or beyond 1e6x it, is refused.
 
 Intervals: when the sources carry DDO's bootstrap draws (`bootstrap_weights`), draw k of every
 source is projected as the point is, and the percentile intervals of the projected weights are
@@ -22,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.mixture_health import check_projection_target, project_report
 from autoscale_ray.laws.epochs import MAX_EPOCHS, cap_epochs
 from autoscale_ray.laws.evidence import log_quantity_sigma
 from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
@@ -59,6 +62,8 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
                            f"{loaded[0][1]}; {', '.join(missing) or '-'} missing", where,
                            "give mixture files over the same domains")
     loaded.sort(key=lambda item: item[0].tokens)
+    check_projection_target(target_tokens, [m.tokens for m, _ in loaded],
+                            ", ".join(w for _, w in loaded))
     for (a, wa), (b, wb) in zip(loaded, loaded[1:]):
         if b.tokens <= a.tokens * (1 + 1e-9):
             raise BadInput(f"two sources at the same budget ({a.tokens:g} tokens)", f"{wa}, {wb}",
@@ -106,6 +111,11 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
         "source_at_bound": source_at_bound,
         "quantities": dict(zip(domains, map(float, weights * target_tokens))),
     }
+    extra.update(project_report([m.tokens for m, _ in loaded], fit.rmse_log, target_tokens,
+                                extra["exponent"],
+                                extra["floored"],
+                                sorted({d for m, _ in loaded for d in m.at_bound}),
+                                ", ".join(w for _, w in loaded)))
     return Mixture(tokens=float(target_tokens), weights=dict(zip(domains, map(float, weights))),
                    at_bound=tuple(d for d in domains if d in bound), extra=extra)
 

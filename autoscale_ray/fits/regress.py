@@ -3,12 +3,13 @@
 Fits ridge regression of the target on the mixture weights of the runs (each run's final
 evaluation; `autoscale_ray.laws.regression`), predicts the target for every mixture of MIXES (in
 its row order), and with `--search K` returns RegMix's mixture: the mean of the top-128 of K
-Dirichlet samples around the runs' mean mixture.
+Dirichlet samples around the runs' mean mixture (the lowest predicted target, or with `--maximize`
+the highest). `tokens` is optional (one row per run is then its final evaluation); `--budget B`
+keeps the runs of one budget.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.health import records, regress_health, table_units
 from autoscale_ray.laws.checks import not_a_weight, simplex_rows
 from autoscale_ray.laws.regression import cross_validate, fit_ridge_mixture, search_mixture
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import WEIGHT_PREFIX, RunsTable, read_runs, read_table, require_weight_columns
-
-log = logging.getLogger("autoscale_ray")
 
 CV_FOLDS = 5
 CV_MIN_RUNS = 20  # below this a 5-fold rank correlation says little
@@ -58,43 +58,66 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
 
 
 def regress(runs: str | Path | RunsTable, target: str, predict: str | Path | None = None, *,
-            search: int = 0, top_k: int = 128, seed: int = 0,
-            cv: bool = True) -> dict[str, Any]:
+            search: int = 0, top_k: int = 128, seed: int = 0, cv: bool = True,
+            maximize: bool = False, budget: float | None = None,
+            average_duplicates: bool = False) -> dict[str, Any]:
     """Fit the regression baseline on `runs` for column `target` (`loss`, `loss.<domain>` or any
     numeric column), predict the mixtures of the table `predict`, and with `search` > 0 run
-    RegMix's search over that many Dirichlet samples. Returns the `regress` verb's JSON object."""
+    RegMix's search over that many Dirichlet samples (for the lowest target, or the highest with
+    `maximize`). `budget` keeps the runs of that budget. Returns the `regress` verb's JSON object."""
     if isinstance(runs, RunsTable):
         table = runs
     else:
-        table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"])
+        table = read_runs(runs, require=["weights", "loss"] if target == "loss" else ["weights"],
+                          average_duplicates=average_duplicates, tokens_required=False)
     require_weight_columns(table.domains, table.source, columns=table.frame.columns)
     final = table.final()
+    if budget is not None:
+        final = _one_budget(final, budget, table.source)
     y = table.objective(target, frame=final)
     w = table.weights(final)
-    fit = fit_ridge_mixture(w, y)
+    sign = -1.0 if maximize else 1.0  # ridge is linear in y: fit -y, search its minimum
+    fit = fit_ridge_mixture(w, sign * y)
     obj: dict[str, Any] = {"target": target, "n_runs": len(final), "domains": list(table.domains),
                            "model": "ridge on [w, log(w + eps)]", "alpha": fit.alpha,
-                           "eps": fit.eps, "loo_rmse": fit.loo_rmse}
+                           "eps": fit.eps, "loo_rmse": fit.loo_rmse, "maximize": maximize,
+                           "budget": budget}
     if cv and len(final) >= CV_MIN_RUNS:
-        result = cross_validate(w, y, folds=CV_FOLDS, seed=seed)
+        result = cross_validate(w, sign * y, folds=CV_FOLDS, seed=seed)
         obj["cv_spearman"], obj["cv_rmse"] = result.spearman, result.rmse
+    factor, outside = 1.0, []
     if predict is not None:
         mixes = read_mixtures(predict, table.domains, table.source)
-        outside = (mixes > fit.w_max + 1e-9).any(axis=1)
-        if outside.any():
-            rows = np.flatnonzero(outside) + 1
-            log.warning("%s: %d mixture(s) give a domain more weight than any run did (rows %s); "
-                        "their predictions extrapolate", predict, len(rows),
-                        ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else ""))
-        obj["predictions"] = fit.predict(mixes).tolist()
+        reach = (mixes / np.maximum(fit.w_max, 1e-12)).max(axis=1)
+        factor, outside = max(factor, float(reach.max())), list(np.flatnonzero(reach > 1 + 1e-9) + 1)
+        obj["predictions"] = (sign * fit.predict(mixes)).tolist()
     if search < 0:
         raise BadInput(f"--search {search} is negative", "--search",
                        "give a number of samples (RegMix uses 100000) or 0 for no search")
     if search > 0:
         found = search_mixture(fit, n_samples=search, top_k=top_k, seed=seed)
-        budget = float(np.median(final["budget"].to_numpy(float)))
-        mix = Mixture(budget, dict(zip(table.domains, map(float, found.weights))), (),
-                      {"predicted": found.predicted, "n_samples": found.n_samples,
+        tokens = float(np.median(final["budget"].to_numpy(float)))
+        mix = Mixture(tokens if tokens > 0 else float("nan"),  # no `tokens` column: unknown
+                      dict(zip(table.domains, map(float, found.weights))), (),
+                      {"predicted": sign * found.predicted, "n_samples": found.n_samples,
                        "n_in_support": found.n_in_support, "top_k": found.top_k})
         obj["best_mixture"] = mix.to_json()
+    obj["extrapolation_factor"] = factor
+    labels = final["run_id"].astype(str).tolist()
+    findings = table_units(table, final, metric=target)
+    findings += regress_health(target, y, sign * (sign * y - fit.predict(w)), labels,
+                               maximize=maximize, budgets=final["budget"].to_numpy(float),
+                               budget_given=budget is not None,
+                               cv_spearman=obj.get("cv_spearman"), factor=factor,
+                               outside_rows=outside)
+    obj["warnings"] = records(findings, table.source)
     return obj
+
+
+def _one_budget(final: pd.DataFrame, budget: float, source: str) -> pd.DataFrame:
+    """The runs whose budget is `budget` (within 1%); BadInput naming the budgets there are."""
+    keep = np.isclose(final["budget"].to_numpy(float), budget, rtol=1e-2, atol=0.0)
+    if not keep.any():
+        there = ", ".join(f"{b:.4g}" for b in np.unique(final["budget"].to_numpy(float))[:8])
+        raise BadInput(f"no run has budget {budget:.4g}", source, f"use one of: {there}")
+    return final.loc[keep].reset_index(drop=True)

@@ -40,6 +40,7 @@ from autoscale_ray.errors import BadInput
 DESIGNS = ("fixed-others", "fixed-total")
 _B_MAX = 20.0          # keeps (x + a)^(-b) finite near the pole; larger b is not seen in practice
 _A_MAX = 1e3
+B_MAX = _B_MAX         # public: a response stuck at the cap was set by the bound, not the runs
 _POLE_GAP = 1e-2       # a_i >= -(1 - _POLE_GAP) * min(x): the pole stays left of every x used
 _B_SCAN = np.geomspace(1e-4, _B_MAX, 600)   # where the exact solve looks for sign changes in b
 _SAME_POINT = 1e-9     # an exact design's unmoved multipliers are 1 to this relative tolerance

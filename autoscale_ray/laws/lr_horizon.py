@@ -174,6 +174,21 @@ def shrink_beta(beta: float, se: float, prior: float = BETA_BJORCK,
     return (beta * w_data + prior * w_prior) / w, 1 / math.sqrt(w)
 
 
+def local_window(lr: np.ndarray, loss: np.ndarray, window: int | None) -> np.ndarray:
+    """Which points enter a horizon's quadratic: those at the `window` grid LRs on each side of
+    the best observed LR (lowest mean loss), shifted inward at the grid's ends so 2*window+1 LRs
+    are kept; every point when `window` is None."""
+    lr = np.asarray(lr, dtype=float)
+    if window is None:
+        return np.ones(lr.size, dtype=bool)
+    if window < 1:
+        raise BadInput(f"window {window} < 1", "fit_horizon", "use >= 1 (3 LRs) or None (all)")
+    grid = np.unique(lr)
+    best = int(np.argmin([np.asarray(loss, dtype=float)[lr == g].mean() for g in grid]))
+    lo = max(0, min(best - window, len(grid) - 2 * window - 1))
+    return np.isin(lr, grid[lo:lo + 2 * window + 1])
+
+
 def fit_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
                 tokens: float, *, window: int | None = DEFAULT_WINDOW) -> HorizonFit:
     """Fit L = a + b u + c u^2 (u = log LR, centred) by OLS at one horizon; vertex -b/(2c) if c > 0.
@@ -191,12 +206,8 @@ def fit_horizon(lr: Sequence[float] | np.ndarray, loss: Sequence[float] | np.nda
     mean_loss = np.array([loss[lr == g].mean() for g in grid])
     best = int(np.argmin(mean_loss))
     n_lrs = len(grid)
-    if window is not None:
-        if window < 1:
-            raise BadInput(f"window {window} < 1", "fit_horizon", "use >= 1 (3 LRs) or None (all)")
-        lo = max(0, min(best - window, n_lrs - 2 * window - 1))
-        keep = np.isin(lr, grid[lo:lo + 2 * window + 1])
-        lr, loss = lr[keep], loss[keep]
+    keep = local_window(lr, loss, window)
+    lr, loss = lr[keep], loss[keep]
     base = dict(tokens=float(tokens), n_lrs=n_lrs, n_points=len(lr), lr_min=float(grid[0]),
                 lr_max=float(grid[-1]), lr_best_observed=float(grid[best]))
     u = np.log(lr)

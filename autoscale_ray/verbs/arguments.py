@@ -1,5 +1,5 @@
-"""What the verbs' parsers share: the sub-command with its RUNS table and --json, token counts
-(`20B`) and finite numbers."""
+"""What the verbs' parsers share: the sub-command with its RUNS table, --json and --strict, token
+counts (`20B`), finite numbers and --average-duplicates."""
 
 from __future__ import annotations
 
@@ -46,5 +46,14 @@ def verb_parser(subparsers: Any, name: str, func: Callable[[argparse.Namespace],
     if runs is not None:
         parser.add_argument("runs", metavar="RUNS", help=runs)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with code 2 (one line) when a health check warns")
     parser.set_defaults(func=func)
     return parser
+
+
+def add_average_duplicates(parser: argparse.ArgumentParser) -> None:
+    """--average-duplicates: repeated evaluations of a run at the same tokens are averaged (as
+    digitised curves have) instead of refused."""
+    parser.add_argument("--average-duplicates", action="store_true",
+                        help="average repeated evaluations of a run at the same tokens")

@@ -8,8 +8,8 @@ from typing import Any
 from autoscale_ray.fits import ddo as fits_ddo
 from autoscale_ray.fits.ddo import AMBIGUITY_WARN, SURROGATES, ddo
 from autoscale_ray.mixture import Mixture
-from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.arguments import finite_number, verb_parser
+from autoscale_ray.formatting import format_table, health_lines
+from autoscale_ray.verbs.arguments import add_average_duplicates, finite_number, verb_parser
 
 
 def human(mix: Mixture) -> str:
@@ -26,17 +26,22 @@ def human(mix: Mixture) -> str:
                               [[j, *[e["transfer"][j][i] for i in names]] for j in names])
         table += (f"\n\ntransfer t_ji: tokens of column i counted toward row j's loss (1 on the "
                   f"diagonal: a domain's own tokens)\n{matrix}")
-    return (f"{table}\n\nDDO at {mix.tokens:.4g} tokens, base `{e['base']}`, design {e['design']}, "
-            f"{e['n_runs']} runs, metric {e['metric']}, surrogate {surrogate}\n"
+    return (f"{table}\n\nDDO at {mix.tokens:.4g} tokens, base `{e['base']}`, design {e['design']} "
+            f"({e['design_reason']}), {e['n_runs']} runs, metric {e['metric']}, surrogate {surrogate}\n"
             f"predicted objective {e['objective_predicted']:.5g} (base {e['objective_base']:.5g}, "
             f"ratio {e['objective_predicted_ratio']:.4f}); fit RMSE {e['rmse']:.3g} with "
-            f"{e['dof']} residual dof{spread}")
+            f"{e['dof']} residual dof{spread}"
+            + health_lines(e["extrapolation_factor"], e["warnings"],
+                           "the optimum's largest multiplier over the largest sampled one"))
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    mix = ddo(args.runs, base=args.base, metric=args.metric, down=args.down, up=args.up,
+    declared = args.down is not None or args.up is not None
+    mix = ddo(args.runs, base=args.base, metric=args.metric,
+              down=0.2 if args.down is None else args.down, up=3.0 if args.up is None else args.up,
               design=args.design, min_multiplier=args.min_multiplier,
-              average_duplicates=args.average_duplicates, surrogate=args.surrogate)
+              average_duplicates=args.average_duplicates, surrogate=args.surrogate,
+              declared_factors=declared)
     return mix.to_json(), human(mix)
 
 
@@ -47,8 +52,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base", metavar="ID", help="run_id of the base run (default: found)")
     p.add_argument("--metric", default="mean-loss",
                    help="objective: mean-loss (default), mean-ppl (the paper's) or a column name")
-    p.add_argument("--down", type=finite_number, default=0.2, help="declared down factor (default 0.2)")
-    p.add_argument("--up", type=finite_number, default=3.0, help="declared up factor (default 3)")
+    p.add_argument("--down", type=finite_number, default=None,
+                   help="declared down factor (default 0.2); given, the runs must have it")
+    p.add_argument("--up", type=finite_number, default=None,
+                   help="declared up factor (default 3); given, the runs must have it")
     p.add_argument("--design", choices=["auto", "fixed-others", "fixed-total"], default="auto",
                    help="perturbation design (default: detected)")
     p.add_argument("--min-multiplier", type=finite_number, default=0.2, metavar="X",
@@ -56,5 +63,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("--surrogate", choices=list(SURROGATES), default="paper",
                    help="paper: the additive surrogate fitted to the objective (default); transfer: "
                         "per-domain losses (loss.<domain>) with cross-domain transfer")
-    p.add_argument("--average-duplicates", action="store_true",
-                   help="average repeated evaluations of a run at the same tokens")
+    add_average_duplicates(p)

@@ -8,8 +8,8 @@ from typing import Any
 from autoscale_ray.fits import law as fits_law
 from autoscale_ray.fits.law import NAMES, law
 from autoscale_ray.laws.loss_law import FORM_ND
-from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.arguments import finite_number, verb_parser
+from autoscale_ray.formatting import format_table, health_lines
+from autoscale_ray.verbs.arguments import add_average_duplicates, finite_number, verb_parser
 
 
 def _text(obj: dict[str, Any]) -> str:
@@ -30,7 +30,9 @@ def _text(obj: dict[str, Any]) -> str:
         h = obj["held_out"]
         lines.append(f"ARE on the held-out largest model (N={h['params']:.4g}, {h['n_points']} late "
                      f"checkpoints): {100 * obj['are']:.3g}%")
-    return "\n".join(lines)
+    reach = ("the held-out size over the largest fitted one" if "are" in obj
+             else "no prediction beyond the fitted runs")
+    return "\n".join(lines) + health_lines(obj["extrapolation_factor"], obj["warnings"], reach)
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -53,5 +55,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bootstrap replicates for standard errors and intervals (0: off; "
                         "default 100)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--average-duplicates", action="store_true",
-                   help="average repeated evaluations of a run at the same tokens")
+    add_average_duplicates(p)

@@ -10,8 +10,9 @@ import numpy as np
 from autoscale_ray.fits import lr as fits_lr
 from autoscale_ray.fits.lr import lr_law
 from autoscale_ray.laws.lr_horizon import DEFAULT_WINDOW
-from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.arguments import finite_number, parse_tokens, verb_parser
+from autoscale_ray.formatting import format_table, health_lines
+from autoscale_ray.verbs.arguments import (add_average_duplicates, finite_number, parse_tokens,
+                                           verb_parser)
 
 
 def human(obj: dict[str, Any]) -> str:
@@ -24,12 +25,15 @@ def human(obj: dict[str, Any]) -> str:
     return (f"{table}\n\nLR*(D) = {obj['B']:.4g} * D^(-{obj['beta']:.4f})  "
             f"(beta s.e. {obj['beta_se']:.3g}, {obj['n_horizons_used']} horizons)\n"
             f"LR* at {obj['target_tokens']:.4g} tokens: {obj['lr_at_target']:.4g}  ({interval}, "
-            f"{obj['extrapolation_factor']:.3g}x the largest horizon)")
+            f"{obj['extrapolation_factor']:.3g}x the largest horizon)"
+            + health_lines(obj["extrapolation_factor"], obj["warnings"],
+                           "the target over the largest fitted horizon"))
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     obj = lr_law(args.runs, args.target_tokens, include_edge=args.include_edge, level=args.level,
-                 window=None if args.window == 0 else args.window)
+                 window=None if args.window == 0 else args.window,
+                 average_duplicates=args.average_duplicates)
     return obj, human(obj)
 
 
@@ -45,3 +49,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                    help="grid LRs each side of the best one used in each quadratic; 0 = all "
                         f"(default {DEFAULT_WINDOW})")
+    add_average_duplicates(p)
