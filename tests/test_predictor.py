@@ -60,12 +60,17 @@ def test_search_on_a_known_oracle() -> None:
     assert w2["slow"] > w1["slow"] and w2["fast"] < w1["fast"]
     assert rec["weights"]["slow"] > w2["slow"] and rec["weights"]["fast"] < w2["fast"]
     assert sum(rec["weights"].values()) == pytest.approx(1.0)
-    # expected losses: per-domain L(D) of the base mixture, exact on this oracle
+    # expected losses: each domain's L(D) in its own tokens over every DDO run, at the
+    # recommended mixture; exact on this oracle (separable in own tokens), inside its interval
     exp = rec["expected_loss"]
-    assert exp["source"] == "ddo" and set(exp["per_domain"]) == set(DOMAINS)
-    truth = E + B * (1_280_000 / 3) ** -G  # base runs trained at LR*, so no LR penalty
+    assert exp["source"] == "own-tokens" and set(exp["per_domain"]) == set(DOMAINS)
+    w = np.array([rec["weights"][d] for d in DOMAINS])
+    truth = E + B * (w * 1_280_000) ** -G  # DDO runs trained near LR*, so a tiny LR penalty
     got = np.array([exp["per_domain"][d] for d in DOMAINS])
     np.testing.assert_allclose(got, truth, rtol=0.02)
+    for d, t in zip(DOMAINS, truth):
+        lo, hi = rec["expected_loss_interval"][d]
+        assert lo <= exp["per_domain"][d] <= hi and hi - lo < 0.1 * t
     assert len(rec["evidence"]["trials"]) == 2 * 5 + 2 * 7
 
 
@@ -153,10 +158,11 @@ def test_recommendation_without_a_batch_size_says_none() -> None:
     assert plan.results["recommendation"]["lr_batch_tokens"] is None
 
 
-def test_expected_losses_come_from_the_base_mixture_only() -> None:
-    """With a refinement round, the round-2 centre run (another mixture) stays out of the L(D) fit
-    of the base mixture's expected losses."""
+def test_expected_losses_use_every_ddo_run() -> None:
+    """The own-token L(D) fits take every DDO run of every round (they vary each domain's tokens
+    0.2x-3x), not the base mixture's runs alone."""
     plan, pred = run_search([20_000, 80_000], 1_280_000, predictor_design={}, rounds=2)
     assert any("/r2/" in r["key"] for r in pred.rows)
     runs = plan.results["recommendation"]["expected_loss"]["runs"]
-    assert runs == ["ddo/2e+04/base", "ddo/8e+04/base"]
+    ddo_keys = sorted({r["key"] for r in pred.rows if r["key"].startswith("ddo/")})
+    assert runs == ddo_keys and any("/r2/" in k for k in runs) and len(runs) > 2 * 7
