@@ -7,7 +7,8 @@ law L_j(w) = c_j + k_j exp(t_j . w) fitted across the mixtures at (N, D); and `j
 all runs, L_j(w, N, D) = E_j + exp(t_j . w)(A_j / N^alpha_j + B_j / D^beta_j). Every row with
 tokens > 0 (and >= --min-tokens) is a data point. The form is chosen by held-out error: each is
 fitted without the largest model size and judged by the mean absolute relative error (ARE) of its
-per-domain losses on that size's checkpoints; the chosen one is refitted on every run. With
+per-domain losses on that size's checkpoints; the chosen one is refitted on every run (--forms
+with one form skips the choice). With
 --predict MIXES (a CSV/Parquet table with one `w.<domain>` column per training domain, each row on
 the simplex, or a JSON mixture object or list of them) it predicts each mixture's losses at (N, D);
 with --optimize it returns the mixture that minimises the objective (the mean over validation
@@ -122,14 +123,15 @@ def _fit_form(form: str, data: MixlawData) -> MixtureScaleLaw:
 def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
                min_tokens: float | None = None) -> MixlawFit:
     """Fit each of `forms` without the largest model size, score it by the ARE on that size's
-    checkpoints, refit the best on all rows. With one form and < 3 sizes no selection is made."""
+    checkpoints, refit the best on all rows. With one form there is nothing to choose: it is
+    fitted on all rows only."""
     data = table if isinstance(table, MixlawData) else table_data(table, min_tokens)
     for form in forms:
         if form not in FORMS:
             raise BadInput(f"unknown form `{form}`", "--forms", f"use {', '.join(FORMS)}")
     held: dict[str, float] = {}
     held_params = None
-    if np.unique(data.params).size >= 3:
+    if len(forms) > 1 and np.unique(data.params).size >= 3:
         train, test = size_holdout(data.params)
         held_params = float(data.params.max())
         small, large = data.subset(train), data.subset(test)

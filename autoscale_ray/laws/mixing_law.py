@@ -1,8 +1,8 @@
 """Mixture x scale laws: the loss of each validation domain j as a function of the training mixture
 w (on the simplex), the model size N and the tokens D.
 
-- `MixingLaw` / `fit_mixing_law`, at one scale (Ye et al. 2024, "Data Mixing Laws", arXiv 2403.16952,
-  eq. 6): L_j(w) = c_j + k_j exp(sum_i t_ji w_i).
+- `MixingLaw` / `fit_mixing_law`, at one scale (Ye et al. 2024, "Data Mixing Laws", arXiv 2403.16952):
+  L_j(w) = c_j + k_j exp(sum_i t_ji w_i).
 - `NestedLaw` / `fit_nested_law`, the paper's nested use of it: per mixture and validation domain a
   Chinchilla L(N, D) = E + A / N^alpha + B / D^beta predicts the loss at the asked (N, D), and the
   mixing law is fitted across the mixtures at that scale (the paper nests a step law and a size law;
@@ -10,11 +10,13 @@ w (on the simplex), the model size N and the tokens D.
 - `JointLaw` / `fit_joint_law`, one law over all runs: L_j(w, N, D) = E_j + exp(sum_i t_ji w_i)
   (A_j / N^alpha_j + B_j / D^beta_j). At fixed (N, D) it is the paper's mixing law with
   k_j = A_j / N^alpha_j + B_j / D^beta_j, so the mixture's effect scales with the reducible loss
-  (the multiplicative mixture term of Shukor et al. 2025, "Scaling laws for optimal data mixtures").
+  (this project's form, in the family of joint L(w, N, D) laws such as Shukor et al. 2025; it is
+  judged by held-out error against the nested form).
 
-All are fitted like the L(N, D) law: the sum of Huber(delta = 1e-3) losses of log-loss residuals,
-written as a log-sum-exp, minimised from a grid of starts by `multistart.multistart_minimize`, the
-mixture entering as shared linear features. Since the weights sum to 1, t is defined up to a constant
+The L(N, D) laws and the joint law are fitted like `loss_law`: the sum of Huber(delta = 1e-3) losses
+of log-loss residuals, written as a log-sum-exp, minimised from a grid of starts by
+`multistart.multistart_minimize` (the mixture entering as linear features); the one-scale mixing
+law by least squares on log losses (`fit_mixing_law`). Since the weights sum to 1, t is defined up to a constant
 (absorbed by k, A, B): t of the reference domain (the one with the largest mean weight) is 0.
 """
 
@@ -147,7 +149,7 @@ def _fit_one_mixing(z: np.ndarray, y: np.ndarray, sw: np.ndarray | None) -> np.n
 
 def fit_mixing_law(weights: ArrayLike, losses: ArrayLike, *,
                    sample_weight: ArrayLike | None = None) -> MixingLaw:
-    """Fit L_j(w) = c_j + k_j exp(sum_i t_ji w_i) (Ye et al. 2024, eq. 6) per validation domain j
+    """Fit L_j(w) = c_j + k_j exp(sum_i t_ji w_i) (Ye et al. 2024) per validation domain j
     to mixtures (rows x m) and their losses (rows x J) at one scale, by least squares on
     log L_rj - LSE(log c_j, log k_j + t_j . w_r) (`sample_weight`: bootstrap multiplicities)."""
     w, L, _ = _check_arrays(weights, losses)
