@@ -125,9 +125,9 @@ def test_cli_bad_input_is_one_line_exit_2(runs, tmp_path, cli):  # noqa: F811
 
 
 # ---- the 5Mix runs (Ye et al. 2024) -------------------------------------------------------------
-# Five of the 22 validation domains (the largest Pile shares and a symbolic one) keep the test
+# Three of the 22 validation domains (the largest web, academic and code shares) keep the test
 # within CI time; benchmarks/mixing_law_5mix.py prints the same comparison on all 22 (RESULTS.md).
-DOMAINS = ["Pile-CC", "PubMed_Central", "Books3", "ArXiv", "Github"]
+DOMAINS = ["Pile-CC", "ArXiv", "Github"]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_5mix_1b_law_beats_the_agnostic_baseline_and_leave_410m_out(five_mix):
     assert one_b["rows"] == 19 and one_b["seen_rows"] == 4  # 6 mixtures, 4 trained small
     assert one_b["form"] == "nested"
     assert one_b["law"] < one_b["agnostic"] and one_b["law_unseen"] < one_b["agnostic"]
-    assert one_b["law"] < 0.02  # measured 1.37% on these 5 domains, 2.1% on all 22 (RESULTS.md)
+    assert one_b["law"] < 0.02  # measured 1.26% on these 3 domains (agnostic 4.1%), 2.1% on all 22 (RESULTS.md)
     # the per-mixture baseline is better on the 4 mixtures it can predict (RESULTS.md)
     assert one_b["per_mixture_seen"] < one_b["law_seen"]
     # leave 410M out: the chosen form's held-out error is the law fitted on <= 305M, judged on 410M
@@ -154,7 +154,7 @@ def test_5mix_1b_law_beats_the_agnostic_baseline_and_leave_410m_out(five_mix):
     loso = one_b["held_out"]["nested"]
     agnostic = np.abs(agnostic_predictions(small.params, small.tokens, small.losses, mid.params,
                                            mid.tokens) - mid.losses) / mid.losses
-    assert loso < agnostic.mean() and loso < 0.015  # measured 1.03% (agnostic 5.9%)
+    assert loso < agnostic.mean() and loso < 0.015  # measured 1.04% (agnostic 6.5%)
 
 
 @pytest.mark.slow
