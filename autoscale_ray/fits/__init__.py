@@ -7,4 +7,6 @@ they print nothing and import no Ray.
 - `lr_law`: the LR-horizon law LR*(D) from LR sweeps (Bjorck et al.).
 - `law`: L(N, D) / L(D) from checkpoints (Chinchilla approach 3, Epoch's refit).
 - `regress`: a RegMix-style regression from mixture weights to a loss.
+- `mixlaw`: a mixture x scale law (Data Mixing Laws' nested form or a joint L(w, N, D)) from runs at
+  several model sizes and mixtures; per-domain losses at (N, D) and the optimal mixture.
 """

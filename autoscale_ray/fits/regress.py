@@ -27,9 +27,11 @@ CV_FOLDS = 5
 CV_MIN_RUNS = 20  # below this a 5-fold rank correlation says little
 
 
-def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) -> np.ndarray:
+def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str, *,
+                  sum_tolerance: float | None = None) -> np.ndarray:
     """Read a table of mixtures (CSV/Parquet, one `w.<domain>` column per domain of the runs) as
-    rows x domains in the runs' domain order, each row normalised to sum 1."""
+    rows x domains in the runs' domain order, each row normalised to sum 1 (with `sum_tolerance`,
+    a row whose weights do not sum to 1 within it is refused instead)."""
     path = Path(path)
     frame = read_table(path)
     have = [str(c)[len(WEIGHT_PREFIX):] for c in frame.columns if str(c).startswith(WEIGHT_PREFIX)]
@@ -53,6 +55,13 @@ def read_mixtures(path: str | Path, domains: tuple[str, ...], runs_source: str) 
         return BadInput(f"weight `{frame[cols[c]].iloc[r]}` is not a finite number >= 0",
                         f"{path}, row {r + 1}, column `{cols[c]}`", "give a weight >= 0")
 
+    if sum_tolerance is not None:
+        sums = w.sum(axis=1)
+        off = np.flatnonzero(np.isfinite(sums) & (np.abs(sums - 1.0) > sum_tolerance))
+        if off.size:
+            r = int(off[0])
+            raise BadInput(f"the weights sum to {sums[r]:.6g}, not 1", f"{path}, row {r + 1}",
+                           "give mixtures on the simplex (each row summing to 1)")
     return simplex_rows(w, [(not_a_weight, bad_cell)], lambda r: BadInput(
         "all mixture weights are zero", f"{path}, row {r + 1}", "give at least one domain a positive weight"))
 

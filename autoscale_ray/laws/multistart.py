@@ -8,7 +8,10 @@ The model (Hoffmann et al. 2022, "Chinchilla", appendix D.2; Besiroglu et al. 20
 i.e. L = E + sum_k C_k / X_k^g_k with c_k = log C_k, e = log E. The fit minimises the SUM over
 points of Huber_delta(r_i), r_i = log L_i - LSE(...), with L-BFGS-B from a grid of starts and keeps
 the best. The parameter vector is theta = (c_1..c_K, e, g_1..g_K); for K = 2 this is Epoch's
-(a, b, e, alpha, beta).
+(a, b, e, alpha, beta). Optional linear features z_i (the mixture weights of a mixing law) enter
+chosen terms through coefficient blocks: block b adds t_b . z_i to each term in its set S_b (the
+constant term is index K), e.g. one block over the power-law terms gives
+L = E + exp(t . z) sum_k C_k / X_k^g_k; theta gains the blocks at its end.
 
 The naive procedure runs scipy's L-BFGS-B from each grid start in turn (4,500 starts for L(N, D)).
 `multistart_minimize` reaches the same best optimum much faster: it evaluates objective and analytic
@@ -42,20 +45,34 @@ POLISH_OPTIONS = {"maxiter": 5000, "maxfun": 10000, "ftol": 1e-13, "gtol": 1e-9}
 @dataclass(frozen=True)
 class HuberLSEProblem:
     """Data of one fit: features `x` (n x K, logs of N, D, ...), targets `y` (n, log loss),
-    optional per-point `weights` (bootstrap multiplicities) and the Huber `delta`."""
+    optional per-point `weights` (bootstrap multiplicities), the Huber `delta`, and optional
+    linear features `z` (n x P) with `z_terms`, the term indices each coefficient block enters
+    (0..K-1 the power-law terms, K the constant; default one block over the power-law terms)."""
 
     x: np.ndarray
     y: np.ndarray
     delta: float = 1e-3
     weights: np.ndarray | None = None
+    z: np.ndarray | None = None
+    z_terms: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def n_terms(self) -> int:
         return self.x.shape[1]
 
     @property
+    def blocks(self) -> tuple[tuple[int, ...], ...]:
+        if self.z is None:
+            return ()
+        return self.z_terms if self.z_terms is not None else (tuple(range(self.n_terms)),)
+
+    @property
+    def n_linear(self) -> int:
+        return 0 if self.z is None else self.z.shape[1] * len(self.blocks)
+
+    @property
     def n_params(self) -> int:
-        return 2 * self.n_terms + 1
+        return 2 * self.n_terms + 1 + self.n_linear
 
 
 def epoch_grid(n_terms: int) -> np.ndarray:
@@ -70,15 +87,28 @@ def epoch_grid(n_terms: int) -> np.ndarray:
     return np.asarray(rows, dtype=float)
 
 
-def _lse_terms(theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def _lse_terms(theta: np.ndarray, problem: HuberLSEProblem
+               ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """For starts x points: the shift m = max_k t_k, the shifted exponentials exp(t_k - m)
-    (one 2-D array per term, the constant term last) and their sum. t_k = c_k - g_k x_k, t_K = e.
+    (one 2-D array per term, the constant term last) and their sum. t_k = c_k - g_k x_k, t_K = e,
+    plus t_b . z for each block b of linear features whose set holds k.
 
     One 2-D array per term rather than a (starts x points x terms) array: numpy reduces a
     trailing axis of length 3 slowly, and element-wise ops on 2-D arrays are what it does best."""
+    x, z = problem.x, problem.z
     k = x.shape[1]
     terms = [theta[:, j, None] - theta[:, k + 1 + j, None] * x[None, :, j] for j in range(k)]
     e = theta[:, k, None]
+    if z is not None:
+        p = z.shape[1]
+        for b, members in enumerate(problem.blocks):
+            lo = 2 * k + 1 + b * p
+            lin = np.einsum("sp,ip->si", theta[:, lo:lo + p], z)
+            for j in members:
+                if j == k:
+                    e = e + lin
+                else:
+                    terms[j] += lin
     m = np.maximum(terms[0], e)
     for t in terms[1:]:
         np.maximum(m, t, out=m)
@@ -88,8 +118,8 @@ def _lse_terms(theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, list[np.nd
         exps.append(np.exp(t, out=t))
     exps.append(np.exp(e - m))
     s = exps[0].copy()
-    for z in exps[1:]:
-        s += z
+    for ez in exps[1:]:
+        s += ez
     return m, exps, s
 
 
@@ -103,7 +133,7 @@ def batch_objective(theta: np.ndarray, problem: HuberLSEProblem) -> np.ndarray:
     out = np.empty(theta.shape[0])
     step = _step(problem.x.shape[0])
     for lo in range(0, theta.shape[0], step):
-        m, _, s = _lse_terms(theta[lo:lo + step], problem.x)
+        m, _, s = _lse_terms(theta[lo:lo + step], problem)
         r = problem.y[None, :] - m - np.log(s)
         h = huber(problem.delta, r)
         out[lo:lo + step] = h.sum(axis=1) if problem.weights is None else np.einsum("si,i->s", h, problem.weights)
@@ -115,7 +145,8 @@ def batch_objective_grad(theta: np.ndarray, problem: HuberLSEProblem) -> tuple[n
 
     With r_i = y_i - LSE_i and softmax weights s_ik = exp(t_ik - LSE_i), dLSE/dc_k = s_ik,
     dLSE/de = s_i,K+1, dLSE/dg_k = -s_ik x_ik; Huber'(r) = psi(r) = clip(r, -delta, delta), so
-    df/dtheta = -sum_i w_i psi(r_i) dLSE_i/dtheta, and Huber(r) = psi(r) (r - psi(r) / 2)."""
+    df/dtheta = -sum_i w_i psi(r_i) dLSE_i/dtheta, and Huber(r) = psi(r) (r - psi(r) / 2).
+    A block b of linear features: dLSE/dt_bp = sum_{k in S_b} s_ik z_ip."""
     # einsum, not matmul: BLAS threads on these thin products cost more than they save, and
     # far more on a loaded machine.
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
@@ -125,7 +156,7 @@ def batch_objective_grad(theta: np.ndarray, problem: HuberLSEProblem) -> tuple[n
     step = _step(problem.x.shape[0])
     for lo in range(0, theta.shape[0], step):
         sl = slice(lo, lo + step)
-        m, exps, s = _lse_terms(theta[sl], problem.x)
+        m, exps, s = _lse_terms(theta[sl], problem)
         r = problem.y[None, :] - m - np.log(s)
         psi = np.clip(r, -problem.delta, problem.delta)
         r -= 0.5 * psi
@@ -136,11 +167,21 @@ def batch_objective_grad(theta: np.ndarray, problem: HuberLSEProblem) -> tuple[n
         else:
             f[sl] = r.sum(axis=1)
         psi /= s                                     # psi_i / sum_k exp(t_ik - m_i)
+        qs = []
         for j in range(k):
             q = exps[j] * psi                        # psi_i s_ij
             grad[sl, j] = -q.sum(axis=1)
             grad[sl, k + 1 + j] = np.einsum("si,i->s", q, problem.x[:, j])
-        grad[sl, k] = -np.einsum("si,si->s", exps[k], psi)
+            qs.append(q)
+        q_const = exps[k] * psi
+        grad[sl, k] = -q_const.sum(axis=1)
+        if problem.z is not None:
+            qs.append(q_const)
+            p = problem.z.shape[1]
+            for b, members in enumerate(problem.blocks):
+                q_sum = sum(qs[j] for j in members)
+                lo = 2 * k + 1 + b * p
+                grad[sl, lo:lo + p] = -np.einsum("si,ip->sp", q_sum, problem.z)
     return f, grad
 
 
@@ -285,7 +326,8 @@ def _subsample(problem: HuberLSEProblem, m: int) -> HuberLSEProblem:
         return problem
     idx = np.sort(np.random.default_rng(0).choice(n, size=m, replace=False))
     w = None if problem.weights is None else problem.weights[idx]
-    return HuberLSEProblem(problem.x[idx], problem.y[idx], problem.delta, w)
+    z = None if problem.z is None else problem.z[idx]
+    return HuberLSEProblem(problem.x[idx], problem.y[idx], problem.delta, w, z, problem.z_terms)
 
 
 def multistart_minimize(problem: HuberLSEProblem, starts: np.ndarray, *, screen: float = 0.125,
