@@ -89,8 +89,15 @@ def plot_mixtures(rec: dict[str, Any], path: Path) -> str:
         line, = ax.plot(budgets[:-1], ys[:-1], "o-", label=d)
         ax.plot(budgets[-2:], ys[-2:], "--", color=line.get_color())
         ax.plot(budgets[-1:], ys[-1:], "*", ms=12, color=line.get_color())
+        # error bars: each probe optimum's and the target's intervals (where recorded)
+        ivs = [optima[b].get("intervals", {}).get(d) for b in optima] + \
+            [(rec.get("weights_interval") or {}).get(d)]
+        for x, y, iv in zip(budgets, ys, ivs):
+            if iv is not None:
+                ax.errorbar([x], [y], yerr=[[y - iv[0]], [iv[1] - y]], color=line.get_color(),
+                            capsize=3, lw=1)
     ax.set(xscale="log", xlabel="token budget", ylabel="weight",
-           title="DDO optima (o) and the AutoScale projection (*)")
+           title="DDO optima (o) and the AutoScale projection (*), with intervals")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -146,6 +153,38 @@ def read_recommendation(path: Path) -> dict[str, Any]:
     return rec
 
 
+def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
+    """The report's opening section: how far to trust the recommendation (fits/trust.py), with
+    what to run to tighten each point."""
+    trust = rec.get("trust")
+    if not isinstance(trust, dict):
+        return []
+    lines = ["## How far to trust this", "", f"- {trust['verdict']}."]
+    for probe, n in (trust.get("noise") or {}).items():
+        noise = n.get("noise") or {}
+        snr = n.get("snr") or {}
+        sd = noise.get("objective_sd")
+        lines.append(f"- probe {float(probe):.3g} tokens: noise "
+                     + (f"sd {sd:.3g} of the objective over {noise.get('replicates')} base seeds"
+                        if sd is not None else "not measured (one base run)")
+                     + "; signal/noise per domain " + ", ".join(
+                         f"{d} {v:.2g}" if v is not None else f"{d} -" for d, v in snr.items()))
+    widths = trust.get("interval_widths") or {}
+    if widths:
+        lines.append(f"- {int(100 * trust['level'])}% intervals of the target weights: widths "
+                     + ", ".join(f"{d} {w:.3g}" for d, w in widths.items()))
+    lines += [f"- {line}" for line in trust.get("at_bound_lines", []) + trust.get("capped_lines", [])]
+    failed = sorted(frame.loc[frame.get("status", pd.Series(dtype=str)).astype(str) == "failed", "run_id"]
+                    .astype(str).unique()) if "status" in frame.columns else []
+    if failed:
+        lines.append(f"- trials left out of the fits (failed or diverged): {', '.join(failed)}")
+    lines.append(f"- the LR {'rests on the prior exponent' if trust.get('lr_on_prior') else 'comes from the fitted LR law'}"
+                 f"; the target is {trust['extrapolation_factor']:.3g}x the largest probe")
+    if trust.get("actions"):
+        lines += ["", "To tighten it:", *[f"- {a}" for a in trust["actions"]]]
+    return lines + [""]
+
+
 def write_report(folder: str | Path, name: str | None = None) -> Path:
     """Write `report.md` and its plots into `folder` from `runs.parquet` and `recommendation.json`;
     `name` titles it (default: the folder's name)."""
@@ -162,20 +201,27 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
              plot_mixtures(rec, mixtures), plot_responses(frame, rec, responses)]
     ev = rec["evidence"]
     optima = ev["probe_optima"]
-    rows = [[d, *[optima[b]["weights"][d] for b in optima], w,
-             rec["expected_loss"]["per_domain"].get(d), "yes" if d in rec["at_bound"] else ""]
+    wint, lint = rec.get("weights_interval") or {}, rec.get("expected_loss_interval") or {}
+    span = lambda iv, d: f"[{iv[d][0]:.3g}, {iv[d][1]:.3g}]" if d in iv else "-"  # noqa: E731
+    rows = [[d, *[optima[b]["weights"][d] for b in optima], w, span(wint, d),
+             rec["expected_loss"]["per_domain"].get(d), span(lint, d),
+             "yes" if d in rec["at_bound"] else ("capped" if d in rec.get("capped", []) else "")]
             for d, w in rec["weights"].items()]
+    level = int(round(100 * float(rec.get("interval_level", 0.9))))
     headers = ["domain", *[f"DDO @ {float(b):.3g}" for b in optima], f"target @ {float(rec['tokens']):.3g}",
-               "expected loss", "at bound"]
+               f"{level}% interval", "expected loss", f"{level}% interval", "at bound / cap"]
     lo, hi = rec.get("lr_interval") or [None, None]
     util = ev.get("utilisation", {})
     lines = [
         f"# autoscale-ray report: {name or root.name}", "",
+        *trust_lines(rec, frame),
         f"Recommendation for a {float(rec['tokens']):.4g}-token run "
         f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
         "```", format_table(headers, rows), "```", "",
-        f"Peak LR: **{rec['lr']:.4g}**" + (f" (95% interval {lo:.3g} to {hi:.3g})"
-                                         if lo is not None and hi is not None else " (no interval)"),
+        f"Peak LR: **{rec['lr']:.4g}**" + (f" ({level}% interval {lo:.3g} to {hi:.3g}, "
+                                         f"{rec.get('lr_interval_method', 'law')})"
+                                         if lo is not None and hi is not None and np.isfinite([lo, hi]).all()
+                                         else " (no interval)"),
         "", f"Expected per-domain losses: L(D) fits on the {rec['expected_loss']['source']} runs "
             f"({', '.join(rec['expected_loss']['runs'])}).", "",
     ]

@@ -148,9 +148,6 @@ CASES: list[tuple[str, dict, list[str], object]] = [
     ("ddo declared factor the runs lack", {"r.csv": ddo_runs()},
      ["ddo", "r.csv", "--metric", "mean-ppl", "--down", "0.3333"],
      ("error", ["without the declared 0.3333", "fixed-others"])),
-    ("project at-bound domains left unfloored", two_mixtures(mixture("mix_0.3b.json"),
-                                                            mixture("mix_1.2b.json")),
-     [*MIX, "1e10", "--min-weight", "0"], "at_bound_not_floored"),
     ("project target 1e40", two_mixtures(mixture("mix_0.3b.json"), mixture("mix_1.2b.json")),
      [*MIX, "1e40"], ("error", ["beyond the 1e+06x"])),
     ("project target below its sources", two_mixtures(mixture("mix_0.3b.json"),
@@ -236,7 +233,7 @@ def test_the_matrix_covers_the_issue_and_more() -> None:
     checks = {c[3] for c in CASES if isinstance(c[3], str)}
     assert {"enough_sizes", "tokens_units", "loss_units", "outlier", "target_direction", "design",
             "weight_sums", "weight_units", "lr_units", "extrapolation", "budgets_mixed",
-            "at_bound_not_floored", "enough_horizons", "ppl_units"} <= checks
+            "enough_horizons", "ppl_units"} <= checks
     assert {c[2][0] for c in CASES} == {"ddo", "project", "lr", "law", "regress"}
 
 
@@ -328,13 +325,13 @@ def test_ddo_says_which_design_and_why(monkeypatch, capsys) -> None:
 
 def test_project_names_at_bound_domains_it_does_not_floor(monkeypatch, capsys) -> None:
     """As `run` does: no floor by default (DDO's bound says nothing about the optimum at the
-    target); the domains that sat on a source's bound are a named warning, and --min-weight
+    target); the domains that sat on a source's bound are named in `at_bound`, and --min-weight
     floors them when asked."""
     args = ["project", "mix_0.3b.json", "mix_1.2b.json", "--target-tokens", "1e10", "--json"]
     code, out, err = run(EXAMPLES, monkeypatch, capsys, args)
     obj = json.loads(out)
     assert obj["min_weight"] == 0 and obj["floored"] == []
-    assert "at_bound_not_floored" in [w["check"] for w in obj["warnings"]]
+    assert "github" in obj["at_bound"] and obj["warnings"] == []  # named, not floored
     code, out, err = run(EXAMPLES, monkeypatch, capsys, args + ["--min-weight", str(0.2 / 7)])
     obj = json.loads(out)
     assert min(obj["weights"].values()) >= 0.2 / 7 - 1e-12 and "github" in obj["floored"]

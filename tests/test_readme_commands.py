@@ -17,7 +17,7 @@ from autoscale_ray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_RUN = {"run", "report", "compare"}  # they train, or need a search's output folder
-OFFLINE = {"ddo", "project", "lr", "law", "regress"}
+OFFLINE = {"ddo", "project", "lr", "law", "regress", "mixlaw"}
 
 
 def readme_commands() -> list[str]:

@@ -143,11 +143,6 @@ def project_health(source_tokens: Sequence[float], factor: float, exponent: floa
                                   what="the target over the largest source",
                                   fix=f"add a DDO probe at a larger budget (latent scale s = "
                                       f"{exponent:.3g})")
-    loose = sorted(set(at_bound) - set(floored))
-    if loose and not floored:
-        out.append(Finding("at_bound_not_floored", f"domain(s) {', '.join(loose)} sat on DDO's "
-                                                   "bound at a source and are projected unfloored",
-                           "pass --min-weight (the sources' bound as a weight) to floor them"))
     return out
 
 

@@ -14,9 +14,22 @@ from autoscale_ray.verbs.arguments import add_average_duplicates, finite_number,
 
 def human(mix: Mixture) -> str:
     e = mix.extra
-    rows = [[d, e["multipliers"][d], w, e["responses"][d]["a"], e["responses"][d]["b"],
-             "yes" if d in mix.at_bound else ""] for d, w in mix.weights.items()]
-    table = format_table(["domain", "multiplier", "weight", "a", "b", "at bound"], rows)
+    level = int(round(100 * e["interval_level"]))
+    rows = [[d, e["multipliers"][d], w, f"[{e['intervals'][d][0]:.4g}, {e['intervals'][d][1]:.4g}]",
+             "-" if e["snr"][d] is None else e["snr"][d], e["responses"][d]["a"],
+             e["responses"][d]["b"], "yes" if d in mix.at_bound else ""]
+            for d, w in mix.weights.items()]
+    table = format_table(["domain", "multiplier", "weight", f"{level}% interval", "signal/noise",
+                          "a", "b", "at bound"], rows)
+    noise = e["noise"]
+    if noise["measured_from"] is None:
+        table += ("\n\nnoise: not measured (one base run): the intervals hold the equally good fits "
+                  "only; replicate seeds of the base run measure it")
+    else:
+        table += (f"\n\nnoise: objective sd {noise['objective_sd'] or float('nan'):.3g} from "
+                  f"{noise['replicates']} base {noise['measured_from']}; intervals from "
+                  f"{e['bootstrap']['used']} parametric redraws"
+                  + (f"; within noise: {', '.join(e['within_noise'])}" if e["within_noise"] else ""))
     spread = (f"; equally good fits move a weight by up to {e['weight_spread']:.3g}"
               if e["weight_spread"] > AMBIGUITY_WARN else "")
     surrogate = e.get("surrogate", "paper")
