@@ -15,7 +15,10 @@ search:
   probe_budgets: [2.0e5, 8.0e5]
   target_budget: 3.2e6
   lr_grid: [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]    # or lr: 3.0e-3 (no LR stage)
-  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 2}
+  ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 2,
+        replicates: 2}                         # replicates: extra seeds of the base (the noise)
+  max_epochs: 4                                # no domain's data repeated more at the target
+  available_tokens: {web: 2.0e9}               # optional: tokens per domain (default: the corpus's)
 resources:
   max_concurrent_trials: 2
   cpus_per_trial: 1
@@ -72,6 +75,8 @@ class SearchSpec:
     surrogate: str = "paper"          # DDO's surrogate: paper (additive) | transfer (per-domain losses)
     rounds: int = 2                   # DDO rounds per probe: 2 refines once around the first optimum
     replicates: int = 2               # extra seeds of each probe's base run: the measured noise
+    max_epochs: float = 4.0           # most epochs of any domain's data at the target
+    available_tokens: Mapping[str, float] | None = None  # per domain, for shards not scanned
     lr_extend: int = 2                # LRs added past an edge sweep's best LR, per round
     lr_extend_rounds: int = 3         # extension rounds at most, per probe
     verify_probe: bool = True
@@ -118,6 +123,7 @@ SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number
                 "up": Number(most=1e3), "min_multiplier": Number(), "verify_probe": Flag(),
                 "rounds": Number(positive=False, whole=True, least=1, most=5),
                 "replicates": Number(positive=False, whole=True, least=0, most=16),
+                "max_epochs": Number(most=1e6),
                 "lr_extend": Number(positive=False, whole=True, least=0, most=8),
                 "lr_extend_rounds": Number(positive=False, whole=True, least=0, most=8),
                 "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT}
@@ -215,6 +221,12 @@ def _search_values(s: dict[str, Any], where: str) -> dict[str, Any]:
                               "`base_weights` must be a mapping {domain: weight}")
         s["base_weights"] = {check_name(d, f"{where}.base_weights", "domain"):
                              number(w, f"{where}.base_weights.{d}") for d, w in given.items()}
+    if s.get("available_tokens") is not None:
+        given = check_mapping(s["available_tokens"], f"{where}.available_tokens",
+                              "`available_tokens` must be a mapping {domain: tokens}")
+        s["available_tokens"] = {check_name(d, f"{where}.available_tokens", "domain"):
+                                 number(n, f"{where}.available_tokens.{d}", TOKENS)
+                                 for d, n in given.items()}
     probes = s.get("probe_budgets")
     if not isinstance(probes, list) or not probes:
         raise BadInput("`probe_budgets` must be a list of token budgets", f"{where}.probe_budgets")

@@ -148,6 +148,11 @@ def check_domains(cfg: ExperimentConfig, domains: Sequence[str]) -> dict[str, fl
     for name in domains:
         check_name(name, f"{cfg.source}: corpus", "domain")
     weights = base_weights(cfg, tuple(domains))
+    unknown = sorted(set(cfg.search.available_tokens or {}) - set(domains))
+    if unknown:
+        raise BadInput(f"available_tokens names unknown domain(s): {', '.join(unknown)}",
+                       f"{cfg.source}: search.available_tokens",
+                       f"use domains among: {', '.join(domains)}")
     if cfg.search.min_weight * len(domains) >= 1:
         raise BadInput(f"min_weight {cfg.search.min_weight:g} x {len(domains)} domains >= 1 leaves no "
                        "room for a mixture", f"{cfg.source}: search.min_weight",
@@ -261,7 +266,8 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
 
     contract = build_contract(cfg, corpus.root, store)
     plan = plan_config(cfg, weights)
-    predictor = start_search_predictor(cfg, tuple(corpus.domains), weights)
+    predictor = start_search_predictor(cfg, tuple(corpus.domains), weights,
+                                       available_tokens(cfg, corpus))
     tuner, progress = make_tuner(cfg, contract, plan, store, tune_store, experiment)
     started = time.time()
     TUNE_RUNNING.set()
@@ -294,8 +300,17 @@ def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
                       rounds=search.rounds, replicates=search.replicates)
 
 
-def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float]):
-    """The search's named predictor actor, told the configured DDO design."""
+def available_tokens(cfg: ExperimentConfig, corpus: Any) -> dict[str, float]:
+    """Training tokens per domain: the packed corpus's (sequences x seq_len), overridden by the
+    config's `search.available_tokens` (shards not scanned, or a larger target corpus)."""
+    seq_len = int(corpus.seq_len)
+    found = {d: float(s.get("train_sequences", 0)) * seq_len for d, s in corpus.domain_stats().items()}
+    return {**{d: n for d, n in found.items() if n > 0}, **dict(cfg.search.available_tokens or {})}
+
+
+def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float],
+                           available: dict[str, float] | None = None):
+    """The search's named predictor actor, told the configured DDO design and the data there is."""
     from autoscale_ray.predictor import start_predictor
 
     search = cfg.search
@@ -305,7 +320,8 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            min_weight=search.min_weight, base_weights=weights,
                            design=search.design, down=search.down, up=search.up,
                            batch_tokens=cfg.train_config().global_batch_tokens,
-                           surrogate=search.surrogate)
+                           surrogate=search.surrogate, available=available,
+                           max_epochs=search.max_epochs)
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:

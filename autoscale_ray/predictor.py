@@ -25,6 +25,7 @@ from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.ddo import ddo
+from autoscale_ray.fits.ddo_models import with_other_surrogate
 from autoscale_ray.fits.project import project
 from autoscale_ray.fits.trust import trust_summary
 
@@ -42,7 +43,8 @@ class Predictor:
                  design: str = "auto", down: float = 0.2, up: float = 3.0,
                  batch_tokens: int | None = None, surrogate: str = "paper",
                  available: Mapping[str, float] | None = None, max_epochs: float = MAX_EPOCHS,
-                 level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS) -> None:
+                 level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS,
+                 compare_models: bool = True) -> None:
         self.domains = tuple(domains)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
@@ -61,6 +63,7 @@ class Predictor:
         self.max_epochs = float(max_epochs)
         self.level = float(level)  # of every interval the recommendation reports
         self.loss_draws = int(loss_draws)  # 0: the expected losses without intervals
+        self.compare_models = compare_models  # fit the other DDO surrogate as model uncertainty
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
@@ -164,10 +167,13 @@ class Predictor:
         if runs < designed:
             self._note(f"DDO at {probe:.4g} tokens rests on {runs} of {designed} designed runs")
         base = first.loc[first["key"].str.endswith("/base"), "run_id"]
-        mix = ddo(self._table(f, f"ddo {probe}"), base=str(base.iloc[0]) if len(base) else None,
-                  metric=self.metric, min_multiplier=self.min_multiplier, design=self.design,
-                  down=self.down, up=self.up, surrogate=self.surrogate,
-                  design_runs=set(first["run_id"].astype(str)))
+        table = self._table(f, f"ddo {probe}")
+        fit = dict(base=str(base.iloc[0]) if len(base) else None, metric=self.metric,
+                   min_multiplier=self.min_multiplier, design=self.design, down=self.down,
+                   up=self.up, design_runs=set(first["run_id"].astype(str)))
+        mix = ddo(table, surrogate=self.surrogate, **fit)
+        if self.compare_models:  # the other surrogate, where equally good, widens the intervals
+            mix = with_other_surrogate(table, mix, **fit)
         if mix.extra.get("contradicted"):
             self._note(f"DDO at {probe:.4g} tokens: the runs of {', '.join(mix.extra['contradicted'])} "
                        "contradict the surrogate (fewer tokens helped or more hurt, beyond the noise "

@@ -265,3 +265,36 @@ def test_a_search_buried_in_noise_says_so() -> None:
     trust = rec["trust"]
     assert not trust["distinguishable"] and trust["within_noise"]
     assert "cannot tell" in trust["verdict"] and trust["actions"]
+
+
+# -- the config's data settings ------------------------------------------------------------------
+@pytest.mark.parametrize("search, message", [
+    ({"available_tokens": {"nope": 1e6}}, "available_tokens names unknown domain"),
+    ({"available_tokens": {"markov": -5}}, "available_tokens.markov"),
+    ({"max_epochs": 0}, "max_epochs"),
+    ({"max_epochs": -1}, "max_epochs"),
+    ({"ddo": {"replicates": 1.5}}, "replicates"),
+])
+def test_bad_data_settings_are_one_line(tmp_path: Path, search: dict, message: str) -> None:
+    from autoscale_ray.config import load_config
+    from autoscale_ray.pipeline import check_domains, declared_domains
+    from helpers import experiment_config, write_config
+
+    cfg_dict = experiment_config("trust", tmp_path / "cache")
+    ddo = {**cfg_dict["search"].get("ddo", {}), **search.pop("ddo", {})}
+    cfg_dict["search"].update({**search, "ddo": ddo})
+    path = write_config(tmp_path / "c.yaml", cfg_dict)
+    with pytest.raises(BadInput, match=message) as err:
+        check_domains(load_config(path), declared_domains(load_config(path)))
+    assert "\n" not in str(err.value)
+
+
+def test_the_config_carries_the_data_settings(tmp_path: Path) -> None:
+    from autoscale_ray.config import load_config
+    from helpers import experiment_config, write_config
+
+    cfg_dict = experiment_config("trust", tmp_path / "cache")
+    cfg_dict["search"].update({"max_epochs": 2.5, "available_tokens": {"markov": 1e6}})
+    search = load_config(write_config(tmp_path / "c.yaml", cfg_dict)).search
+    assert search.max_epochs == 2.5 and search.available_tokens == {"markov": 1e6}
+    assert search.replicates == 2  # the default: the noise is measured

@@ -86,7 +86,11 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
         raise BadInput(str(exc), where) from None
     draws = _projected_draws(sources, domains, sigma, guard, target_tokens, min_weight, units,
                              max_epochs)
-    lo, hi = percentile_interval(draws, level, weights) if len(draws) else (weights, weights)
+    alternatives = _projected_alternatives(sources, domains, sigma, guard, target_tokens,
+                                           min_weight, units, max_epochs)
+    include = np.vstack([weights, *alternatives.values()])
+    lo, hi = percentile_interval(draws, level, include) if len(draws) else \
+        (include.min(axis=0), include.max(axis=0))
     source_at_bound = {where: list(mix.at_bound) for mix, where in loaded if mix.at_bound}
     bound = {d for mix, _ in loaded for d in mix.at_bound} | {d for d, f in zip(domains, floored) if f}
     extra = {
@@ -108,6 +112,7 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
         "epochs": {d: float(e) for d, e, u in zip(domains, cap.epochs, units) if np.isfinite(u)},
         "data_feasible": cap.feasible,
         "bootstrap_weights": draws.tolist(),
+        "model_alternatives": {k: dict(zip(domains, map(float, v))) for k, v in alternatives.items()},
         "source_at_bound": source_at_bound,
         "quantities": dict(zip(domains, map(float, weights * target_tokens))),
     }
@@ -149,6 +154,24 @@ def _projected_draws(sources: Sequence[Mixture], domains: Sequence[str], sigma: 
         except BadInput:
             continue
     return np.array(rows).reshape(-1, len(domains))
+
+
+def _projected_alternatives(sources: Sequence[Mixture], domains: Sequence[str], sigma: np.ndarray,
+                            guard: bool, target: float, min_weight: float, units: np.ndarray,
+                            max_epochs: float) -> dict[str, np.ndarray]:
+    """The projection of each other model's optima that every source carries
+    (`model_alternatives`, fits/ddo_models.py): model uncertainty the intervals contain."""
+    names = set.intersection(*[set(m.extra.get("model_alternatives") or {}) for m in sources])
+    out = {}
+    for name in sorted(names):
+        q = np.array([[m.extra["model_alternatives"][name][d] * m.tokens for d in domains]
+                      for m in sources])
+        if (q > 0).all():
+            try:
+                out[name] = _project_once(q, sigma, guard, target, min_weight, units, max_epochs)[1]
+            except BadInput:
+                continue
+    return out
 
 
 def _available(available: Mapping[str, float] | None, domains: Sequence[str]) -> np.ndarray:

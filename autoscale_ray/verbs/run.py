@@ -8,20 +8,40 @@ from typing import Any
 from autoscale_ray.formatting import format_table
 
 
-def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from autoscale_ray.pipeline import run
+def _span(interval: Any) -> str:
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "-"
 
-    rec = run(args.config, args.out, resume=args.resume, restart=args.restart)
-    rows = [[d, w, rec["expected_loss"]["per_domain"].get(d)] for d, w in rec["weights"].items()]
+
+def human(rec: dict[str, Any]) -> str:
+    """The recommendation with its intervals, the trust verdict and what to run to tighten it."""
+    wint, lint = rec.get("weights_interval") or {}, rec.get("expected_loss_interval") or {}
+    level = int(round(100 * float(rec.get("interval_level", 0.9))))
+    rows = [[d, w, _span(wint.get(d)), rec["expected_loss"]["per_domain"].get(d), _span(lint.get(d)),
+             "capped" if d in rec.get("capped", []) else ("at bound" if d in rec["at_bound"] else "")]
+            for d, w in rec["weights"].items()]
     util = rec["evidence"].get("utilisation", {})
     corpus = rec["evidence"].get("corpus", {})
     trained_on = (f"corpus {corpus['kind']} (content hash {corpus['content_hash'][:16]})"
                   if corpus.get("content_hash") else f"corpus {corpus.get('kind')} ({corpus.get('packed_key')})")
     batch = f" at {rec['lr_batch_tokens']} tokens per batch" if rec.get("lr_batch_tokens") else ""
-    text = (format_table(["domain", "weight", "expected loss"], rows)
-            + f"\n\npeak LR {rec['lr']:.4g}{batch} for {rec['tokens']:.4g} tokens; {trained_on}; "
-              f"utilisation {util.get('utilisation', float('nan')):.2f}; "
-              f"recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}")
+    trust = rec.get("trust") or {}
+    lines = [format_table(["domain", "weight", f"{level}% interval", "expected loss",
+                           f"{level}% interval", "note"], rows), ""]
+    lines.append(f"peak LR {rec['lr']:.4g} {_span(rec.get('lr_interval'))}{batch} for "
+                 f"{rec['tokens']:.4g} tokens")
+    if trust:
+        snr = ", ".join(f"{float(p):.3g}: {v:.2g}" for p, v in trust["median_snr"].items() if v is not None)
+        lines.append(f"trust: {trust['verdict']}" + (f" (median signal/noise per probe {snr})" if snr else ""))
+        lines += [f"  to tighten: {a}" for a in trust.get("actions", [])]
+    lines.append(f"{trained_on}; utilisation {util.get('utilisation', float('nan')):.2f}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from autoscale_ray.pipeline import run
+
+    rec = run(args.config, args.out, resume=args.resume, restart=args.restart)
+    text = human(rec) + f"; recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}"
     return rec, text
 
 
