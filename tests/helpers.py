@@ -23,7 +23,7 @@ SMALL_CONFIG: dict[str, Any] = {
     # one DDO round: the machinery tests run the paper's 2m+1 design; test_pipeline's end-to-end
     # test runs the default refinement round
     "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False,
-               "ddo": {"rounds": 1}},
+               "ddo": {"rounds": 1, "replicates": 0}},
     "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
 }
 

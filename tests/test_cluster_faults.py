@@ -119,7 +119,7 @@ def s3_objects(prefix: str) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """The demo's search shape (LR sweep at two probes, then DDO at both: 26 trials) on two nodes,
+    """The demo's search shape (LR sweep at two probes, then DDO at both with 2 base replicates: 30 trials) on two nodes,
     --out on S3; the first trial to checkpoint while the gate is up is SIGKILLed."""
     tmp = tmp_path_factory.mktemp("s3search")
     pause = tmp / "pause"
@@ -129,7 +129,8 @@ def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
     log = tmp / "driver.log"
     env = {**os.environ, "RAY_ADDRESS": nodes.cluster.address}
     try:
-        cfg = write_config(tmp, "demo2n", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2])
+        cfg = write_config(tmp, "demo2n", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2],
+                           ddo={"rounds": 1, "replicates": 2})  # real Ray measuring the noise
         with open(log, "w") as err, open(tmp / "stdout.json", "w") as out:
             proc = subprocess.Popen([EXE, "run", str(cfg), "--out", f"s3://{BUCKET}/demo2n", "--json"],
                                     env=env, stdout=out, stderr=err, cwd=tmp)
@@ -155,8 +156,15 @@ def test_search_runs_on_both_nodes_and_writes_to_s3(s3_search) -> None:
     assert rec == json.loads(s3_search["stdout"])
     assert objects["demo2n/report.md"].startswith(b"# autoscale-ray report: demo2n\n")
     assert abs(sum(rec["weights"].values()) - 1) < 1e-9 and rec["lr"] > 0
+    # the base replicates were real trials: each probe's noise is measured, the weights carry
+    # intervals that hold them, and the report opens with how far to trust them
+    for probe in rec["trust"]["noise"].values():
+        assert probe["noise"]["measured_from"] == "replicates" and probe["noise"]["replicates"] == 3
+    assert all(lo <= rec["weights"][d] <= hi for d, (lo, hi) in rec["weights_interval"].items())
+    assert b"## How far to trust this" in objects["demo2n/report.md"]
     runs = pd.read_parquet(__import__("io").BytesIO(objects["demo2n/runs.parquet"]))
-    assert runs["key"].nunique() == 2 * 4 + 2 * (2 * SYNTHETIC_DOMAINS + 1)  # LR sweep + DDO
+    # LR sweep + DDO with the default 2 replicate seeds of each probe's base run
+    assert runs["key"].nunique() == 2 * 4 + 2 * (2 * SYNTHETIC_DOMAINS + 1 + 2)
     nodes = s3_search["nodes"]
     assert set(runs["node"]) == {nodes.head_id, nodes.worker_id}  # trials trained on both nodes
     # Tune's experiment (trial results, checkpoints, searcher state) is on S3 too, nothing local
@@ -172,7 +180,7 @@ def test_sigkilled_trial_worker_resumes_from_its_checkpoint(s3_search) -> None:
     rec = json.loads(s3_search["objects"]["demo2n/recommendation.json"])
     util = rec["evidence"]["utilisation"]
     assert util["retries"] >= 1 and util["errors"] == 0
-    assert util["trials"] == 26  # the same number of trials as without the kill
+    assert util["trials"] == 30  # the same number of trials as without the kill
     done = json.loads(s3_search["objects"]["demo2n/done/" + victim["key"].replace("/", "_") + ".json"])
     rows = sorted(done["rows"], key=lambda r: r["tokens"])
     before = [r for r in rows if r["pid"] == victim["pid"]]
