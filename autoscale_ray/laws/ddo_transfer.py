@@ -151,7 +151,7 @@ def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, lower: float,
         return r.x, float(2.0 * r.cost)
 
     if warm is not None:
-        return solve(warm, 1e-10, 200)
+        return solve(warm, 1e-8, 40)  # a bootstrap refit: near the optimum, a few steps do
     best: tuple[np.ndarray, float] | None = None
     for t0, a0, b0, c0 in _STARTS:
         cand = solve(np.concatenate([np.full(m - 1, t0), [max(a0, a_lo), b0, c0]]), 1e-10, 100)
