@@ -28,7 +28,7 @@ EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 
 def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> None:  # noqa: F811
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", str(config(tmp_path, "e2e", ddo={"rounds": 2})), "--out", str(out),
+    code, stdout, stderr = cli("run", str(config(tmp_path, "e2e", ddo={"rounds": 2, "replicates": 0})), "--out", str(out),
                                "--json")
     assert code == 0, stderr[-3000:]
     rec = json.loads(stdout)
