@@ -293,7 +293,7 @@ def test_the_config_carries_the_data_settings(tmp_path: Path) -> None:
     from autoscale_ray.config import load_config
     from helpers import experiment_config, write_config
 
-    cfg_dict = experiment_config("trust", tmp_path / "cache")
+    cfg_dict = experiment_config("trust", tmp_path / "cache", drop=("search.ddo.replicates",))
     cfg_dict["search"].update({"max_epochs": 2.5, "available_tokens": {"markov": 1e6}})
     search = load_config(write_config(tmp_path / "c.yaml", cfg_dict)).search
     assert search.max_epochs == 2.5 and search.available_tokens == {"markov": 1e6}
