@@ -2,7 +2,7 @@
 
 corpus (packed once, cached) -> predictor actor -> Tuner(DDOSearcher over the DDO plan, trials =
 proxy runs) -> runs.parquet + recommendation.json + report.md (+ Tune's TensorBoard logs).
-The output folder is a search folder (autoscale_ray.search.folder): marker, lock, `--restart`.
+The output folder is a search folder (autoscale_ray.tuning.folder): marker, lock, `--restart`.
 `--resume` starts a fresh Tune experiment whose searcher replays every trial recorded as finished
 in `done/` (JSON) and trains the rest; nothing Tune pickled is read back, so a crafted file in a
 shared output cannot run code on the driver.
@@ -27,8 +27,8 @@ from autoscale_ray.interrupt import TUNE_RUNNING, graceful_stop
 from autoscale_ray.laws.checks import on_simplex
 from autoscale_ray.names import check_name
 from autoscale_ray.runs import validate, write_runs
-from autoscale_ray.search import folder, layout
-from autoscale_ray.search.contract import trial_resources
+from autoscale_ray.tuning import folder, layout
+from autoscale_ray.tuning.contract import trial_resources
 from autoscale_ray.storage import Store
 
 log = logging.getLogger("autoscale_ray")
@@ -262,7 +262,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     (nothing is written then but the finished trials' records)."""
     import ray
 
-    from autoscale_ray.search.contract import build_contract
+    from autoscale_ray.tuning.contract import build_contract
 
     contract = build_contract(cfg, corpus.root, store)
     plan = plan_config(cfg, weights)
@@ -334,8 +334,8 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     contract, progress lines and progress.json from a callback."""
     from ray import tune
 
-    from autoscale_ray.search.progress import ProgressCallback
-    from autoscale_ray.search.trial import search_trial
+    from autoscale_ray.tuning.progress import ProgressCallback
+    from autoscale_ray.tuning.trial import search_trial
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
 
     resources = cfg.resources

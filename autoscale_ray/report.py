@@ -15,7 +15,7 @@ from autoscale_ray.atomic import atomic_path, write_text
 from autoscale_ray.errors import BadInput
 from autoscale_ray.formatting import format_table
 from autoscale_ray.runs import read_runs
-from autoscale_ray.search import layout
+from autoscale_ray.tuning import layout
 from autoscale_ray.storage import Store, is_uri
 
 

@@ -2,7 +2,7 @@
 
 Each issues trial configs of the same shape as `DDOSearcher` (`TrialSpec.to_config()`: key, stage,
 budget, weights, lr, seed, probe, tags), so they run in the same harness
-(`autoscale_ray.search.trial.search_trial`). All trials of one searcher train at one token `budget` and
+(`autoscale_ray.tuning.trial.search_trial`). All trials of one searcher train at one token `budget` and
 one fixed peak `lr`: either the target budget (what these methods must do without a projection) or
 a probe budget (their best mixture is then used at the target unchanged).
 
@@ -39,7 +39,7 @@ from autoscale_ray.laws.checks import on_simplex
 from autoscale_ray.laws.regression import MIN_RUNS, fit_ridge_mixture, search_mixture
 from autoscale_ray.laws.regmix_sampler import (REGMIX_STRENGTHS, REGMIX_TEMPERATURE,
                                                regmix_dirichlet)
-from autoscale_ray.search.specs import TrialSpec
+from autoscale_ray.tuning.specs import TrialSpec
 from autoscale_ray.searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")

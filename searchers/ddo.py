@@ -38,9 +38,9 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
 
-from autoscale_ray.search.layout import read_done, write_done
-from autoscale_ray.search.refine import GAIN, MOVED, keep_refining, refinement_specs
-from autoscale_ray.search.specs import TrialSpec, ddo_perturbations, lr_sweep
+from autoscale_ray.tuning.layout import read_done, write_done
+from autoscale_ray.tuning.refine import GAIN, MOVED, keep_refining, refinement_specs
+from autoscale_ray.tuning.specs import TrialSpec, ddo_perturbations, lr_sweep
 from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
 from autoscale_ray.searchers.persist import PickledState

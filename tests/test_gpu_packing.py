@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autoscale_ray.config import load_config
-from autoscale_ray.search.contract import build_contract, trial_resources
-from autoscale_ray.search.trial import proxy_job
+from autoscale_ray.tuning.contract import build_contract, trial_resources
+from autoscale_ray.tuning.trial import proxy_job
 from autoscale_ray.storage import Store
 from helpers import experiment_config, write_config
 

@@ -23,7 +23,7 @@ LAYERS = {
     "train": 4,
     "config": 5,
     "predictor": 6,
-    "search": 6,
+    "tuning": 6,
     "searchers": 7,
     "report": 7,
     "pipeline": 8,
@@ -64,7 +64,7 @@ def imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
             # `from autoscale_ray import x` imports the module autoscale_ray.x
-            if node.module in ("autoscale_ray", "autoscale_ray.search"):
+            if node.module in ("autoscale_ray", "autoscale_ray.tuning"):
                 found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
     return found
 

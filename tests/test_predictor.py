@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoscale_ray.search.specs import log_grid
+from autoscale_ray.tuning.specs import log_grid
 from autoscale_ray.predictor import Predictor
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 from helpers import drive_plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscale_ray.search.refine import keep_refining, refinement_specs, round_factors, round_of
+from autoscale_ray.tuning.refine import keep_refining, refinement_specs, round_factors, round_of
 
 
 def test_round_factors_are_square_roots() -> None:

@@ -141,7 +141,7 @@ def test_restart_removes_only_what_the_search_wrote(tmp_path: Path) -> None:
     """`clear` on a folder with the marker: the owned names go, a user's file and a Tune folder
     that does not carry this output's owner file stay."""
     from autoscale_ray.config import load_config
-    from autoscale_ray.search import folder as folder
+    from autoscale_ray.tuning import folder as folder
 
     cfg = load_config(config(tmp_path))
     store = Store(tmp_path / "out")
@@ -163,7 +163,7 @@ def test_restart_removes_only_what_the_search_wrote(tmp_path: Path) -> None:
 
 def test_a_tune_folder_of_another_search_is_never_taken_over(tmp_path: Path) -> None:
     from autoscale_ray.config import load_config
-    from autoscale_ray.search import folder as folder
+    from autoscale_ray.tuning import folder as folder
     from autoscale_ray.errors import BadInput
 
     cfg = load_config(config(tmp_path))
@@ -191,12 +191,12 @@ def test_state_signed_by_another_process_is_refused(tmp_path: Path) -> None:
 
 
 def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    from autoscale_ray.search import folder as folder
+    from autoscale_ray.tuning import folder as folder
     from autoscale_ray.errors import BadInput
 
     store = Store(tmp_path / "out")
     with folder.SearchLock(store):
-        code = ("import sys; from autoscale_ray.storage import Store; from autoscale_ray.search import folder as f\n"
+        code = ("import sys; from autoscale_ray.storage import Store; from autoscale_ray.tuning import folder as f\n"
                 f"try:\n  f.SearchLock(Store({str(store.path)!r})).__enter__()\nexcept Exception as e:\n"
                 "  print(e); sys.exit(3)\n")
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from autoscale_ray.search.specs import ddo_perturbations, log_grid, lr_sweep
+from autoscale_ray.tuning.specs import ddo_perturbations, log_grid, lr_sweep
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 from helpers import drive_plan
 

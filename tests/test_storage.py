@@ -60,7 +60,7 @@ def test_s3_store_upload_download(s3: str, tmp_path: Path) -> None:
 
 
 def test_node_without_the_corpus_fetches_it(s3: str, tmp_path: Path, monkeypatch) -> None:
-    from autoscale_ray.search.trial import local_corpus
+    from autoscale_ray.tuning.trial import local_corpus
 
     monkeypatch.setenv("AUTOSCALE_RAY_CACHE", str(tmp_path / "node-cache"))
     packed = tmp_path / "driver" / "abc123"

@@ -139,9 +139,9 @@ def test_tune_trials_on_ray_train_and_in_process_give_the_same_rows(corpus, refe
     trial's process."""
     from ray import tune
 
-    from autoscale_ray.search.contract import TrialContract
-    from autoscale_ray.search.layout import trained_keys
-    from autoscale_ray.search.trial import search_trial
+    from autoscale_ray.tuning.contract import TrialContract
+    from autoscale_ray.tuning.layout import trained_keys
+    from autoscale_ray.tuning.trial import search_trial
     from autoscale_ray.storage import Store
 
     per_trial = ("budget_tokens", "weights", "lr", "seed")

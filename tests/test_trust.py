@@ -22,7 +22,7 @@ from autoscale_ray.laws.lr_horizon import lr_prior_interval
 from autoscale_ray.formatting import jsonable
 from autoscale_ray.mixture import Mixture, read_available
 from autoscale_ray.predictor import Predictor
-from autoscale_ray.search.specs import ddo_perturbations
+from autoscale_ray.tuning.specs import ddo_perturbations
 from autoscale_ray.searchers.ddo import DDOPlan, PlanConfig
 
 from helpers import drive_plan

@@ -1,7 +1,7 @@
 """`ProxyJob`: one proxy run as a trainable hands it to the training layer, typed and frozen.
 
 The search builds it from its trial contract and the searcher's suggestion
-(`autoscale_ray.search.trial`); a user's own Tune function can build one directly:
+(`autoscale_ray.tuning.trial`); a user's own Tune function can build one directly:
 
     def trainable(config):
         run_proxy(ProxyJob(TrainConfig(model="gpt2-tiny", lr=config["lr"]), corpus_dir=root))

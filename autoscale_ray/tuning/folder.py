@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from autoscale_ray.config import ExperimentConfig
 from autoscale_ray.errors import BadInput, short
 from autoscale_ray.names import check_name
-from autoscale_ray.search.layout import LOCK, MARKER, OWNED_FILES, OWNED_FOLDERS, OWNER
+from autoscale_ray.tuning.layout import LOCK, MARKER, OWNED_FILES, OWNED_FOLDERS, OWNER
 from autoscale_ray.storage import Store, filesystem_for
 
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
-from autoscale_ray.search.layout import write_progress
+from autoscale_ray.tuning.layout import write_progress
 from autoscale_ray.storage import Store
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import math
 from typing import Mapping
 
-from autoscale_ray.search.specs import TrialSpec, ddo_perturbations
+from autoscale_ray.tuning.specs import TrialSpec, ddo_perturbations
 
 MOVED = 0.01     # weight change (absolute) below which another round is not worth its runs
 GAIN = 1e-3      # predicted relative objective gain below which the optimum is taken as found

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from autoscale_ray.config import ExperimentConfig
-from autoscale_ray.search import layout
+from autoscale_ray.tuning import layout
 from autoscale_ray.storage import Store
 
 TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 from autoscale_ray import chaos
 from autoscale_ray.atomic import DIR_MODE
-from autoscale_ray.search import layout
-from autoscale_ray.search.contract import TrialContract
+from autoscale_ray.tuning import layout
+from autoscale_ray.tuning.contract import TrialContract
 from autoscale_ray.storage import Store
 
 
