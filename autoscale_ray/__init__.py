@@ -26,3 +26,13 @@ class _CheckoutSearchers(importlib.abc.MetaPathFinder):
 
 if not (Path(__file__).resolve().parent / "searchers").is_dir():
     sys.meta_path.insert(0, _CheckoutSearchers())  # the searchers beside this very package
+
+
+def __getattr__(name: str):
+    """`autoscale_ray.search(...)` and `SearchResult`, imported on first use: importing the
+    package stays light (no Ray, no torch) for the pure laws and fits."""
+    if name in ("search", "SearchResult"):
+        from autoscale_ray import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'autoscale_ray' has no attribute {name!r}")

@@ -14,20 +14,21 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from autoscale_ray.atomic import write_json
 from autoscale_ray.checks import as_text, check_known, normalised, weight_vector
-from autoscale_ray.config import ExperimentConfig, load_config
+from autoscale_ray.config import ExperimentConfig, load_config, parse_config
 from autoscale_ray.errors import BadInput, Interrupted
 from autoscale_ray.interrupt import TUNE_RUNNING, graceful_stop
 from autoscale_ray.laws.checks import on_simplex
 from autoscale_ray.names import check_name
 from autoscale_ray.runs import validate, write_runs
-from autoscale_ray.tuning import folder, layout
+from autoscale_ray.tuning import cluster, folder, layout
 from autoscale_ray.tuning.contract import trial_resources
 from autoscale_ray.storage import Store
 
@@ -111,6 +112,10 @@ def _quiet_ray() -> None:
     from ray.data import DataContext
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    # Tune's new console output prints a banner ("Number of trials 9223372036854775807" for an
+    # open-ended searcher) and a TensorBoard hint into Ray's session folder whatever `verbose` says;
+    # the classic reporter at verbose=0 prints nothing, and the search prints its own lines
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     DataContext.get_current().enable_progress_bars = False
     for name in ("ray.data", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -165,8 +170,6 @@ def check_resources(cfg: ExperimentConfig) -> None:
     cluster the autoscaler may add nodes, so it is left to Ray there)."""
     import ray
 
-    if os.environ.get("RAY_ADDRESS") or not ray.is_initialized():
-        return
     have = ray.cluster_resources()
     for key, need in trial_resources(cfg).items():
         if need > have.get(key.upper(), 0.0):
@@ -175,18 +178,33 @@ def check_resources(cfg: ExperimentConfig) -> None:
                            "lower cpus_per_trial/gpus_per_trial, or submit the search to a cluster")
 
 
-def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool = False,
-        restart: bool = False) -> dict[str, Any]:
-    """Run, resume or restart the search of a config; returns the recommendation. `out` (and the
-    config's storage_path) may be a folder or an object-storage URI (s3://, gs://).
+def as_config(config: str | Path | Mapping[str, Any] | ExperimentConfig) -> ExperimentConfig:
+    """A config file's path, the config as a mapping (as its YAML would read), or a parsed config."""
+    if isinstance(config, ExperimentConfig):
+        return config
+    if isinstance(config, Mapping):
+        return parse_config(dict(config), "<config mapping>")
+    return load_config(config)
 
-    Everything is checked before anything is written: the config, the corpus's files, the output
-    folder (a new or empty one, or one holding this search: `resume`, or any search: `restart`)."""
-    cfg = load_config(config_path)
+
+def run(config: str | Path | Mapping[str, Any] | ExperimentConfig, out: str | Path | None = None, *,
+        resume: bool = False, restart: bool = False, address: str | None = None,
+        dashboard: bool = True) -> dict[str, Any]:
+    """Run, resume or restart the search of a config; returns the recommendation. `out` (and the
+    config's storage_path) may be a folder or an object-storage URI (s3://, gs://). Ray: the
+    running instance of this process, else `address`, RAY_ADDRESS or the cluster `ray start`
+    registered, else a fresh local instance (with its dashboard unless `dashboard` is False).
+
+    Everything is checked before anything is written: the config, the cluster answering, the
+    corpus's files, the output folder (a new or empty one, or one holding this search: `resume`,
+    or any search: `restart`)."""
+    cfg = as_config(config)
     store, tune_store = output_stores(cfg, out)
     weights = check_before_start(cfg, store, tune_store, resume=resume, restart=restart)
+    ray_target = cluster.target(address)
+    cluster.check_answers(ray_target)  # seconds, not Ray's minutes of retries
     sources = corpus_sources(cfg)  # the files checked through; the built-in corpora are built
-    start_ray(cfg)
+    start_ray(cfg, ray_target, dashboard=dashboard)
     corpus = prepare(cfg, sources)  # into its cache, not the output: a bad shard leaves no trace
     with folder.SearchLock(store):
         experiment = open_search(cfg, store, tune_store, resume=resume, restart=restart)
@@ -198,7 +216,7 @@ def run(config_path: str | Path, out: str | Path | None = None, *, resume: bool 
         if rec is None:
             folder.mark(store, "interrupted")
             raise Interrupted(f"stopped with {layout.count_done(store)} finished trial(s) kept in "
-                              f"{store.location}; continue with: autoscale-ray run {config_path} "
+                              f"{store.location}; continue with: autoscale-ray run {cfg.source} "
                               f"--out {store.location} --resume")
         folder.mark(store, "complete")
         return rec
@@ -232,15 +250,26 @@ def check_before_start(cfg: ExperimentConfig, store: Store, tune_store: Store, *
     return weights
 
 
-def start_ray(cfg: ExperimentConfig) -> None:
-    """Join the running Ray (a cluster, a notebook) or start a local one sized by this machine."""
+def start_ray(cfg: ExperimentConfig, ray_target: cluster.Target | None = None, *,
+              dashboard: bool = True) -> None:
+    """Join the running Ray (this process's, a cluster) or start a local one sized by this machine
+    (its dashboard on loopback when ray[default] is installed), then say which in one line."""
     import ray
 
+    ray_target = ray_target or cluster.target()
     _quiet_ray()
     _keep_credentials_out_of_ray_logs()
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
-        check_resources(cfg)
+        local = ray_target.address is None
+        ray.init(address="local" if local else ray_target.address, log_to_driver=False,
+                 include_dashboard=None if dashboard else False,
+                 **({"dashboard_host": "127.0.0.1"} if local else {}))
+        if local:
+            check_resources(cfg)
+    from ray._private.worker import get_dashboard_url
+
+    line = cluster.describe(ray_target, ray.cluster_resources(), get_dashboard_url() or None)
+    print(f"[autoscale-ray] {line}", file=sys.stderr, flush=True)
 
 
 def open_search(cfg: ExperimentConfig, store: Store, tune_store: Store, *, resume: bool,
@@ -269,6 +298,9 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     predictor = start_search_predictor(cfg, tuple(corpus.domains), weights,
                                        available_tokens(cfg, corpus))
     tuner, progress = make_tuner(cfg, contract, plan, store, tune_store, experiment)
+    # Tune's own hint points into Ray's session folder; the events are under the output store
+    print(f"[autoscale-ray] Tune experiment {tune_store.uri(experiment)}; "
+          f"TensorBoard: tensorboard --logdir {tune_store.uri()}", file=sys.stderr, flush=True)
     started = time.time()
     TUNE_RUNNING.set()
     try:

@@ -27,10 +27,12 @@ LAYERS = {
     "searchers": 7,
     "report": 7,
     "pipeline": 8,
-    "verbs": 9,
-    "cli": 9,
+    "api": 9,         # autoscale_ray.search(...)
+    "verbs": 10,
+    "cli": 10,
+    "__init__": 11,   # the package root: re-exports the API (autoscale_ray.search), imported lazily
 }
-BASE = {"errors", "names", "checks", "formatting", "atomic", "storage", "interrupt", "chaos", "__init__"}
+BASE = {"errors", "names", "checks", "formatting", "atomic", "storage", "interrupt", "chaos"}
 TABLES = {"runs", "mixture"}
 
 

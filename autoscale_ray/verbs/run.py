@@ -1,4 +1,5 @@
-"""`autoscale-ray run CONFIG.yaml [--out DIR] [--resume | --restart]`: the whole search on Ray."""
+"""`autoscale-ray run CONFIG.yaml [--out DIR] [--resume | --restart] [--address A] [--no-dashboard]`:
+the whole search on Ray (autoscale_ray.search in Python)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from autoscale_ray.formatting import format_table
 
 
 def _span(interval: Any) -> str:
-    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "-"
+    finite = interval and all(isinstance(v, (int, float)) and v == v for v in interval)
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if finite else "-"
 
 
 def human(rec: dict[str, Any]) -> str:
@@ -27,7 +29,8 @@ def human(rec: dict[str, Any]) -> str:
     trust = rec.get("trust") or {}
     lines = [format_table(["domain", "weight", f"{level}% interval", "expected loss",
                            f"{level}% interval", "note"], rows), ""]
-    lines.append(f"peak LR {rec['lr']:.4g} {_span(rec.get('lr_interval'))}{batch} for "
+    lr_span = "(search.lr, fixed)" if rec.get("lr_interval_method") == "fixed" else _span(rec.get("lr_interval"))
+    lines.append(f"peak LR {rec['lr']:.4g} {lr_span}{batch} for "
                  f"{rec['tokens']:.4g} tokens")
     if trust:
         snr = ", ".join(f"{float(p):.3g}: {v:.2g}" for p, v in trust["median_snr"].items() if v is not None)
@@ -38,11 +41,12 @@ def human(rec: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from autoscale_ray.pipeline import run
+    from autoscale_ray.api import search
 
-    rec = run(args.config, args.out, resume=args.resume, restart=args.restart)
-    text = human(rec) + f"; recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}"
-    return rec, text
+    result = search(args.config, args.out, resume=args.resume, restart=args.restart,
+                    address=args.address, dashboard=not args.no_dashboard)
+    text = human(result.recommendation) + f"; recommendation.json, runs.parquet and report.md in {args.out or 'results/<name>'}"
+    return result.recommendation, text
 
 
 def register(subparsers: Any) -> None:
@@ -55,5 +59,10 @@ def register(subparsers: Any) -> None:
                    help="continue the search in --out (same config): finished trials are kept")
     p.add_argument("--restart", action="store_true",
                    help="start over in an --out that holds a search (removes what it wrote there)")
+    p.add_argument("--address", default=None,
+                   help="the Ray cluster to join (default: RAY_ADDRESS, else the cluster `ray start` "
+                        "registered on this machine, else a fresh local instance; `local` forces one)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="a fresh local Ray starts without its dashboard")
     p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     p.set_defaults(func=_run)
