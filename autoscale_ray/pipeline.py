@@ -284,6 +284,8 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     rec["evidence"]["utilisation"] = utilisation(grid, time.time() - started, cfg, progress.retries)
     rec["evidence"]["corpus"] = corpus_identity(cfg, corpus)
     write_results(store, rows, rec)
+    from autoscale_ray.search.trackers import attach_results
+    attach_results(cfg, store, rec)  # recommendation + report to an MLflow / W&B run
     return rec
 
 
@@ -335,6 +337,7 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from ray import tune
 
     from autoscale_ray.search.progress import ProgressCallback
+    from autoscale_ray.search.trackers import tune_callbacks
     from autoscale_ray.search.trial import search_trial
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
 
@@ -350,7 +353,7 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
                                     # a new actor per trial re-imports torch: seconds of
                                     # idle slot per trial, more than a tiny proxy trains
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress],
+        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress, *tune_callbacks(cfg, store)],
                                   failure_config=tune.FailureConfig(max_failures=resources.max_failures),
                                   **_tune_storage(tune_store.location)))
     return tuner, progress
