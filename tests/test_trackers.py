@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import struct
 import sys
 import zlib
@@ -17,12 +18,12 @@ from typing import Any, Iterator
 
 import pandas as pd
 import pytest
-import yaml
 
 from autoscale_ray.config import load_config
 from autoscale_ray.errors import BadInput
 from autoscale_ray.search import folder, layout
-from autoscale_ray.search.trackers import log_batch, mlflow_target, recommendation_numbers, tune_callbacks
+from autoscale_ray.search.trackers import (attach_results, log_batch, mlflow_target, recommendation_numbers,
+                                          tune_callbacks)
 from autoscale_ray.storage import Store
 from data_fixtures import cli, ray_local, ray_running  # noqa: F401  (fixtures)
 from helpers import experiment_config, write_config
@@ -120,6 +121,24 @@ def test_mlflow_batches_stay_within_its_limits(tmp_path: Path) -> None:
     data = client.get_run(run.info.run_id).data
     assert len(data.metrics) == 1200 and data.metrics["loss.d1199"] == 1199.0
     assert len(data.params) == 150 and data.params["weights/d149"] == "149"
+
+
+def test_a_tracker_that_fails_after_the_search_is_a_warning(tmp_path: Path, caplog, monkeypatch) -> None:
+    """The answer is written before it is attached: an MLflow that cannot be written then costs a
+    warning, not the search; before the search it is a one-line error."""
+    (tmp_path / "not-a-folder").write_text("")
+    cfg = load_config(config_file(tmp_path, loggers=["mlflow"],
+                                  mlflow={"tracking_uri": f"sqlite:///{tmp_path}/not-a-folder/mlflow.db"}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "recommendation.json").write_text("{}")
+    with pytest.raises(BadInput, match="mlflow.tracking_uri: cannot create the MLflow database's folder"):
+        tune_callbacks(cfg, Store(out))
+    monkeypatch.setattr(logging.getLogger("autoscale_ray"), "propagate", True)  # the CLI turns it off
+    with caplog.at_level(logging.WARNING, logger="autoscale_ray"):
+        attach_results(cfg, Store(out), {"weights": {"a": 1.0}, "lr": 1e-3, "tokens": 1e6})
+    assert "the recommendation was not attached to mlflow (BadInput: " in caplog.text
+    assert caplog.text.rstrip().endswith(f"it is in {out}")
 
 
 def test_restart_clears_the_trackers_folders(tmp_path: Path) -> None:

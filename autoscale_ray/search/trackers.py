@@ -111,8 +111,13 @@ def mlflow_experiment(cfg: ExperimentConfig, store: Store) -> tuple[str, str]:
     from mlflow.exceptions import MlflowException
 
     uri, name, artifacts = mlflow_target(cfg, store)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("sqlite:///"):  # SQLite creates the database file, not its folder
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create the MLflow database's folder {folder} ({exc.strerror})",
+                           f"{cfg.source}: mlflow.tracking_uri", "give a writable sqlite:///path") from None
     where = f"{cfg.source}: mlflow.experiment"
     try:
         client = MlflowClient(tracking_uri=uri)
@@ -257,15 +262,15 @@ def _check_wandb_credentials(cfg: ExperimentConfig) -> None:
 def _attach_wandb(cfg: ExperimentConfig, store: Store, rec: Mapping[str, Any], files: list[Path]) -> None:
     import wandb
 
-    numbers_ = recommendation_numbers(rec)
+    flat = recommendation_numbers(rec)
     run = wandb.init(**wandb_init_kwargs(cfg, store), job_type="recommendation",
                      name=f"{cfg.name}-recommendation", reinit="create_new",
                      config={"weights": dict(rec["weights"]), "lr": rec["lr"], "tokens": rec["tokens"],
                              "output": store.location})
     try:
-        run.summary.update(numbers_)
+        run.summary.update(flat)
         artifact = wandb.Artifact(f"{cfg.name}-recommendation", type="recommendation",
-                                  metadata={"output": store.location, **numbers_})
+                                  metadata={"output": store.location, **flat})
         for path in files:
             artifact.add_file(str(path), name=path.name)
         run.log_artifact(artifact)
