@@ -26,13 +26,18 @@ resources:
   gpus_per_trial: 0          # n >= 1: n Ray Train workers with one GPU each (= train.num_workers)
   max_failures: 1            # Tune retries of a failed trial, from its last checkpoint
 storage_path: null           # Tune's experiment folder (default <out>/tune): a path or s3:// / gs://
+loggers: [tensorboard]       # Tune's logger callbacks: any of tensorboard, mlflow, wandb
+mlflow: {tracking_uri: null, experiment: null}   # optional: default <out>/mlruns, the search's name
+wandb: {project: null, entity: null}             # optional: default the search's name, your entity
 ```
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -97,6 +102,15 @@ class ResourceSpec:
 
 
 @dataclass(frozen=True)
+class TrackerSpec:
+    """Where the trials' results go besides Tune's own files (autoscale_ray/tuning/trackers.py)."""
+
+    loggers: tuple[str, ...] = ("tensorboard",)
+    mlflow: Mapping[str, str] = field(default_factory=dict)   # tracking_uri, experiment
+    wandb: Mapping[str, str] = field(default_factory=dict)    # project, entity
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     corpus: CorpusSpec
@@ -105,13 +119,17 @@ class ExperimentConfig:
     resources: ResourceSpec
     storage_path: str | None = None
     source: str = "<config>"
+    trackers: TrackerSpec = field(default_factory=TrackerSpec)
 
     def train_config(self, **per_trial: Any) -> TrainConfig:
         return TrainConfig.from_mapping({**self.train, **per_trial}, f"{self.source}: train")
 
 
 SURROGATES = ("paper", "transfer")
-TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path")
+TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path", "loggers", "mlflow", "wandb")
+LOGGERS = ("tensorboard", "mlflow", "wandb")
+TRACKER_KEYS = {"mlflow": ("tracking_uri", "experiment"), "wandb": ("project", "entity")}
+WANDB_FORBIDDEN = re.compile(r"[/\\#?%:]|^.{129,}$")  # W&B's rules for project and entity names
 CHOSEN = ("embedded", "synthetic", "domains")   # the corpus kinds; exactly one is given
 WHOLE = Number(positive=False, whole=True, least=1)
 COUNT = Number(positive=False, whole=True, least=0)  # a seed, a retry or seed count: 0 is fine
@@ -157,7 +175,8 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     search = _search(_section(obj, "search", source), f"{source}: search")
     resources = _resources(obj, source)
     storage = _storage_path(obj.get("storage_path"), f"{source}: storage_path")
-    cfg = ExperimentConfig(name, corpus, train, search, resources, storage, source)
+    trackers = _trackers(obj, source)
+    cfg = ExperimentConfig(name, corpus, train, search, resources, storage, source, trackers)
     _check_smallest_trial(cfg)
     return cfg
 
@@ -278,6 +297,38 @@ def _storage_path(storage: Any, where: str) -> str | None:
         raise BadInput(f"storage_path {short(storage)} is not a folder or URI", where,
                        "give a path, a shared mount, or s3://bucket/prefix (gs://...)")
     return storage
+
+
+def _trackers(obj: Mapping[str, Any], source: str) -> TrackerSpec:
+    """`loggers` (known names whose packages are installed: checked here, before Ray starts) and
+    the `mlflow:`/`wandb:` settings, each only with its logger listed."""
+    where = f"{source}: loggers"
+    given = obj.get("loggers", ["tensorboard"])
+    if not isinstance(given, list) or not all(isinstance(x, str) for x in given):
+        raise BadInput(f"`loggers` must be a list of names, not {short(given)}", where,
+                       f"write e.g. [tensorboard, mlflow]; choices: {', '.join(LOGGERS)}")
+    loggers = tuple(dict.fromkeys(given))
+    for name in loggers:
+        if name not in LOGGERS:
+            raise BadInput(f"unknown logger {short(name)}", where, f"use any of {', '.join(LOGGERS)}")
+        if name != "tensorboard" and importlib.util.find_spec(name) is None:
+            raise BadInput(f"logger {name} needs the `{name}` package, which is not installed", where,
+                           f"pip install 'autoscale-ray[{name}]'")
+    settings: dict[str, dict[str, str]] = {}
+    for tracker, keys in TRACKER_KEYS.items():
+        section = _section(obj, tracker, source, required=False)
+        if section and tracker not in loggers:
+            raise BadInput(f"`{tracker}:` is set but {tracker} is not in loggers", f"{source}: {tracker}",
+                           f"add {tracker} to loggers, or remove the `{tracker}:` section")
+        check_keys(section, keys, f"{source}: {tracker}")
+        for key, value in section.items():
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise BadInput(f"{key} {short(value)} is not a non-empty string", f"{source}: {tracker}.{key}")
+            if tracker == "wandb" and value is not None and WANDB_FORBIDDEN.search(value):
+                raise BadInput(f"{key} {short(value)} is not a W&B name", f"{source}: wandb.{key}",
+                               "leave out / \\ # ? % :, at most 128 characters")
+        settings[tracker] = {k: v for k, v in section.items() if v is not None}
+    return TrackerSpec(loggers, settings["mlflow"], settings["wandb"])
 
 
 def _check_smallest_trial(cfg: ExperimentConfig) -> None:

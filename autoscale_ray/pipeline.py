@@ -292,6 +292,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     import ray
 
     from autoscale_ray.tuning.contract import build_contract
+    from autoscale_ray.tuning.trackers import attach_results
 
     contract = build_contract(cfg, corpus.root, store)
     plan = plan_config(cfg, weights)
@@ -316,6 +317,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     rec["evidence"]["utilisation"] = utilisation(grid, time.time() - started, cfg, progress.retries)
     rec["evidence"]["corpus"] = corpus_identity(cfg, corpus)
     write_results(store, rows, rec)
+    attach_results(cfg, store, rec)  # recommendation + report to an MLflow / W&B run
     return rec
 
 
@@ -367,6 +369,7 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from ray import tune
 
     from autoscale_ray.tuning.progress import ProgressCallback
+    from autoscale_ray.tuning.trackers import tune_callbacks
     from autoscale_ray.tuning.trial import search_trial
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
 
@@ -382,7 +385,7 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
                                     # a new actor per trial re-imports torch: seconds of
                                     # idle slot per trial, more than a tiny proxy trains
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress],
+        run_config=tune.RunConfig(name=experiment, verbose=0, callbacks=[progress, *tune_callbacks(cfg, store)],
                                   failure_config=tune.FailureConfig(max_failures=resources.max_failures),
                                   **_tune_storage(tune_store.location)))
     return tuner, progress

@@ -13,6 +13,7 @@
       corpus/<key>/ + UPLOADED     the packed corpus for nodes without it (object storage only)
       tune/<experiment>/           Tune's experiment folders (unless the config sets storage_path)
       train/train-trial_id=<id>/   Ray Train's checkpoints of multi-worker trials
+      mlruns/, wandb/              the MLflow and W&B trackers' local records (search/trackers.py)
 
 `out` may be a local folder or an object-storage URI; everything goes through `Store`.
 """
@@ -41,10 +42,12 @@ CORPUS = "corpus"
 UPLOADED = "UPLOADED"            # last file of a complete corpus upload
 TUNE = "tune"
 TRAIN = "train"
+MLRUNS = "mlruns"                # MLflow's database and artifacts (loggers: [mlflow])
+WANDB = "wandb"                  # W&B's run folders (loggers: [wandb])
 
 # What `--restart` may delete: only names this tool writes (plus the owned Tune experiments).
 OWNED_FILES = (RUNS, RECOMMENDATION, REPORT, PROGRESS, *PLOTS)
-OWNED_FOLDERS = (DONE, TRAINED, FAILURES, TRAIN)
+OWNED_FOLDERS = (DONE, TRAINED, FAILURES, TRAIN, MLRUNS, WANDB)
 
 
 # -- finished trials ------------------------------------------------------------------------------
