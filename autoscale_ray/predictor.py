@@ -10,6 +10,7 @@ how far to trust it (`autoscale_ray.fits.trust`).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any, Mapping, Sequence
@@ -67,11 +68,14 @@ class Predictor:
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
         self.notes: list[str] = []
+        self._version = 0  # bumped by every add: a recommendation is computed once per state
+        self._cached: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     # -- data -------------------------------------------------------------------------------
     def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None:
         """Add a completed trial's evaluation rows (one per checkpoint)."""
         self.rows = [r for r in self.rows if r["key"] != key]  # a retried trial replaces its rows
+        self._version += 1
         stage = key.split("/", 1)[0]
         for row in rows:
             keep = {k: v for k, v in row.items()
@@ -244,6 +248,15 @@ class Predictor:
         return [min(lo, lr), max(hi, lr)], "prior"
 
     def recommendation(self) -> dict[str, Any]:
+        """The answer for the runs so far; the same runs and notes give the cached answer (the
+        searcher asks when the last probe is fitted, the pipeline again at the end)."""
+        if self._cached is not None and self._cached[0] == (self._version, len(self.notes)):
+            return copy.deepcopy(self._cached[1])
+        rec = self._recommendation()
+        self._cached = ((self._version, len(self.notes)), copy.deepcopy(rec))
+        return rec
+
+    def _recommendation(self) -> dict[str, Any]:
         for p in self.probes:
             if p not in self.optima:
                 try:
