@@ -122,6 +122,8 @@ def _quiet_ray() -> None:
     # tune.run's own stop messages point at `Tuner.restore`, which a search never uses: the CLI
     # prints how to --resume instead
     logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
+    # "Progress bars disabled": the search disabled them itself, nothing for a user to do
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN",
