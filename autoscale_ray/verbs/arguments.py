@@ -57,3 +57,10 @@ def add_average_duplicates(parser: argparse.ArgumentParser) -> None:
     digitised curves have) instead of refused."""
     parser.add_argument("--average-duplicates", action="store_true",
                         help="average repeated evaluations of a run at the same tokens")
+
+
+def add_min_tokens(parser: argparse.ArgumentParser) -> None:
+    """--min-tokens X: the early checkpoints a law fit leaves out."""
+    parser.add_argument("--min-tokens", type=finite_number, default=None, metavar="X",
+                        help="drop checkpoints before X tokens (X >= 1) or before the fraction X of "
+                             "each run's budget (X < 1)")

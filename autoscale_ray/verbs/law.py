@@ -9,7 +9,7 @@ from autoscale_ray.fits import law as fits_law
 from autoscale_ray.fits.law import NAMES, law
 from autoscale_ray.laws.loss_law import FORM_ND
 from autoscale_ray.formatting import format_table, health_lines
-from autoscale_ray.verbs.arguments import add_average_duplicates, finite_number, verb_parser
+from autoscale_ray.verbs.arguments import add_average_duplicates, add_min_tokens, verb_parser
 
 
 def _text(obj: dict[str, Any]) -> str:
@@ -45,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verb_parser(subparsers, "law", _run,
                     "fit L(N, D) (or L(D)) to all checkpoints; ARE on the largest model",
                     fits_law, runs="runs table (.csv or .parquet)")
-    p.add_argument("--min-tokens", type=finite_number, default=None, metavar="X",
-                   help="drop checkpoints before X tokens (X >= 1) or before the fraction X of "
-                        "each run's budget (X < 1)")
+    add_min_tokens(p)
     p.add_argument("--holdout-largest", action="store_true",
                    help="fit without the largest model and report the ARE on its last 30%% of "
                         "checkpoints")

@@ -8,7 +8,7 @@ from typing import Any
 from autoscale_ray.fits import mixlaw as fits_mixlaw
 from autoscale_ray.fits.mixlaw import DEFAULT_LEVEL, FORMS, mixlaw
 from autoscale_ray.formatting import format_table
-from autoscale_ray.verbs.arguments import finite_number, parse_tokens, verb_parser
+from autoscale_ray.verbs.arguments import add_min_tokens, finite_number, parse_tokens, verb_parser
 
 
 def _text(obj: dict[str, Any]) -> str:
@@ -66,8 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="repetition cap with --available (default 4)")
     p.add_argument("--forms", default=",".join(FORMS),
                    help=f"forms to choose among by held-out error (default {','.join(FORMS)})")
-    p.add_argument("--min-tokens", type=finite_number, default=None, metavar="X",
-                   help="drop checkpoints before X tokens (X >= 1) or the fraction X of the budget")
+    add_min_tokens(p)
     p.add_argument("--bootstrap", type=int, default=20, metavar="K",
                    help="bootstrap replicates for intervals (0: off; default 20)")
     p.add_argument("--level", type=finite_number, default=DEFAULT_LEVEL,
