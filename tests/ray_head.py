@@ -48,13 +48,11 @@ def _alive(pid: int) -> bool:
 
 
 class RayHead:
-    """`ray start --head --block` with `num_cpus` CPUs; `autoscaling_config` (a file) makes it run
-    the autoscaler (the fake multi-node provider needs RAY_FAKE_CLUSTER=1 in `env`). The temp dir
+    """`ray start --head --block` with `num_cpus` CPUs (and the autoscaler: `autoscale`). The temp dir
     is short (Unix socket paths are limited to 107 characters) and holds ray_current_cluster, so a
     plain `ray.init()` elsewhere never finds this cluster."""
 
-    def __init__(self, log: Path, *, num_cpus: int = 2, env: Mapping[str, str] | None = None,
-                 autoscaling_config: Path | None = None) -> None:
+    def __init__(self, log: Path, *, num_cpus: int = 2, env: Mapping[str, str] | None = None) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="ar", dir="/tmp")
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
@@ -69,8 +67,6 @@ class RayHead:
                         "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}",
                         f"--temp-dir={self.temp_dir}", "--min-worker-port=0", "--max-worker-port=0",
                         "--disable-usage-stats", *[f"{k}={v}" for k, v in ports.items()]]
-        if autoscaling_config is not None:
-            self.command.append(f"--autoscaling-config={autoscaling_config}")
         # A token of its own (Ray 2.59+ turns token auth on for a head when ~/.ray/auth_token
         # exists): the head and every client here get it from the environment, nothing is read
         # from or written to the home folder. PATH: the CLI the job entrypoint finds.
@@ -84,6 +80,14 @@ class RayHead:
         self.log = log
         self.proc: subprocess.Popen | None = None
 
+    def autoscale(self, config: Mapping[str, Any]) -> Path:
+        """Run the autoscaler with this cluster config (before `start`; the fake multi-node
+        provider also needs RAY_FAKE_CLUSTER=1 in the head's `env`)."""
+        path = Path(self.temp_dir) / "autoscaling.yaml"
+        path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+        self.command.append(f"--autoscaling-config={path}")
+        return path
+
     def start(self, timeout: float = 180) -> "RayHead":
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
@@ -92,7 +96,7 @@ class RayHead:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            if self._dashboard_up():
+            if self._dashboard_up() and self._head_alive():
                 return self
             time.sleep(1)
         self.stop()
@@ -104,6 +108,12 @@ class RayHead:
         except (OSError, ValueError):
             return False
 
+    def _head_alive(self) -> bool:
+        try:
+            return any(n["is_head_node"] and n["state"] == "ALIVE" for n in self.nodes())
+        except (OSError, ValueError, KeyError):
+            return False
+
     def get(self, path: str, timeout: float = 30) -> Any:
         """GET a dashboard endpoint (JSON), with the head's token."""
         request = urllib.request.Request(f"{self.dashboard_url}{path}",
@@ -113,6 +123,14 @@ class RayHead:
 
     def job_status(self, submission_id: str) -> str:
         return str(self.get(f"/api/jobs/{submission_id}")["status"])
+
+    def gcs_address(self) -> str:
+        """What a driver gives as RAY_ADDRESS (as `ray start` registered it in the temp dir)."""
+        return (Path(self.temp_dir) / "ray_current_cluster").read_text().strip()
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node the cluster has had (the state API; removed ones are DEAD)."""
+        return self.get("/api/v0/nodes?detail=true&limit=1000")["data"]["result"]["result"]
 
     def session_dir(self) -> Path:
         return Path(self.temp_dir) / "session_latest"

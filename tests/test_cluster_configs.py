@@ -72,6 +72,8 @@ def test_launcher_cpu_head_and_autoscaling_gpu_workers(rel: str) -> None:
     assert worker["min_workers"] == 0, "GPU workers scale to zero between searches"
     assert 1 <= worker["max_workers"] <= cfg["max_workers"]
     assert isinstance(worker["resources"]["GPU"], int) and worker["resources"]["GPU"] >= 1
+    # idle GPU workers go away (tests/test_autoscaler.py runs this shape on Ray's fake provider)
+    assert 0 < cfg["idle_timeout_minutes"] <= 30
     if cfg["provider"]["type"] == "gcp":  # GCE attaches a GPU only when asked for one
         accel = worker["node_config"]["guestAccelerators"][0]
         assert accel["acceleratorCount"] == worker["resources"]["GPU"]

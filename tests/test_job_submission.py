@@ -80,8 +80,7 @@ def wait_terminal(head: RayHead, submission_id: str, timeout: float) -> str:
 
 
 def head_node_id(head: RayHead) -> str:
-    nodes = head.get("/api/v0/nodes?detail=true")["data"]["result"]["result"]
-    (node,) = [n for n in nodes if n["is_head_node"]]
+    (node,) = [n for n in head.nodes() if n["is_head_node"]]
     return node["node_id"]
 
 
@@ -128,6 +127,7 @@ def test_stopped_job_resumes_without_training_finished_trials_again(head: RayHea
     assert "stopped" in (stop.stdout + stop.stderr).lower()
     assert head.job_status("search-stop") == "STOPPED"
     first = head.job("logs", "search-stop").stdout
+    (tmp_path / "stop.txt").write_text(first)
     # SIGTERM reached the search, which stopped cleanly (Tune saved its state) before the
     # supervisor's SIGKILL: it says how to continue, and the folder is marked for --resume
     assert "SIGTERM received: stopping the search" in first, first[-3000:]
