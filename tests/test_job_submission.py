@@ -37,9 +37,9 @@ def head(tmp_path_factory) -> Iterator[RayHead]:
     # `ray job stop` SIGTERMs the entrypoint and SIGKILLs it after RAY_JOB_STOP_WAIT_TIME_S (3 s
     # by default); the job supervisor reads it from the head's environment. A search needs longer
     # to let Tune save its state and exit cleanly (cluster/README.md says to set it).
-    node = RayHead(tmp / "head.log", num_cpus=2, env={"RAY_JOB_STOP_WAIT_TIME_S": "120"}).start()
+    node = RayHead(tmp / "head.log", num_cpus=2, env={"RAY_JOB_STOP_WAIT_TIME_S": "120"})
     try:
-        yield node
+        yield node.start()
     finally:
         left = node.stop()
         node.remove_temp_dir()
@@ -126,6 +126,9 @@ def test_stopped_job_resumes_without_training_finished_trials_again(head: RayHea
     stop = head.job("stop", "search-stop", timeout=300)  # waits until the job has ended
     assert "stopped" in (stop.stdout + stop.stderr).lower()
     assert head.job_status("search-stop") == "STOPPED"
+    # the job supervisor's own account: the entrypoint exited on SIGTERM, it was not SIGKILLed
+    ray_logs = [p.read_text(errors="replace") for p in (head.session_dir() / "logs").glob("*") if p.is_file()]
+    assert any("Job search-stop has been terminated gracefully with SIGTERM" in text for text in ray_logs)
     first = head.job("logs", "search-stop").stdout
     (tmp_path / "stop.txt").write_text(first)
     # SIGTERM reached the search, which stopped cleanly (Tune saved its state) before the
