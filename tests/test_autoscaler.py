@@ -1,6 +1,7 @@
 """The autoscaler adds GPU workers for a search's queued GPU trials and removes them when idle: Ray's
-fake multi-node provider (`fake_multinode`) on a head this test starts (`ray start --head --block
---autoscaling-config=...`, RAY_FAKE_CLUSTER=1), the search run against it as a driver.
+fake multi-node provider (FakeMultiNodeProvider) under autoscaler v2, on a head this test starts
+(`ray start --head --block --autoscaling-config=...`, RAY_FAKE_CLUSTER=1), the search run against
+it as a driver (RAY_ADDRESS).
 
 The provider starts each worker node as real Ray processes (raylet, agents) on this machine, with
 the logical resources of its node type, from the head's autoscaler monitor. The worker type has the
@@ -22,6 +23,7 @@ from typing import Any, Iterator
 import pandas as pd
 import pytest
 import torch
+from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
 from helpers import experiment_config, write_config
 from ray_head import RayHead
@@ -34,6 +36,14 @@ IDLE_TIMEOUT_MIN = 0.25  # 15 s: idle workers go soon after the search
 SYNTHETIC_DOMAINS = 4
 
 
+# Autoscaler v2, which `ray up` runs since Ray 2.50 (RAY_UP_enable_autoscaler_v2=1 by default): the
+# launcher passes the head its instance id and node type the same way. With the fake provider the
+# head's node id is its fixed instance id, as in Ray's own AutoscalingCluster(autoscaler_v2=True).
+HEAD_ENV = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_enable_autoscaler_v2": "1",
+            "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID, "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
+            "RAY_NODE_TYPE_NAME": "ray.head.default"}
+
+
 def fake_cluster_config(gcs_port: int) -> dict[str, Any]:
     """The whole cluster config (the wheel lacks fake_multi_node/example.yaml, which Ray's own
     AutoscalingCluster reads): a 2-CPU head that takes no workers and one GPU worker type, 0 to 2."""
@@ -43,13 +53,18 @@ def fake_cluster_config(gcs_port: int) -> dict[str, Any]:
         "upscaling_speed": 1.0,
         "idle_timeout_minutes": IDLE_TIMEOUT_MIN,
         "provider": {
-            "type": "fake_multinode",
+            # the fake multi-node provider by its module path: as `type: fake_multinode` the v2
+            # monitor exits at start, merging in fake_multi_node/example.yaml, which the wheel lacks
+            "type": "external",
+            "module": "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider",
             # several nodes share this machine's IP: the autoscaler tells them apart by node id
             "use_node_id_as_ip": True,
             "disable_node_updaters": True,  # no SSH, no setup commands: the provider starts Ray itself
             "disable_launch_config_check": True,
             # where its worker nodes join; the provider assumes 6379 otherwise
             "gcs_address": f"127.0.0.1:{gcs_port}",
+            "launch_multiple": True,  # v2 asks for n nodes at once
+            "head_node_id": FAKE_HEAD_NODE_ID,
         },
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": 2}, "node_config": {}, "max_workers": 0},
@@ -85,7 +100,7 @@ class NodeWatch(threading.Thread):
 
     def __init__(self, head: RayHead) -> None:
         super().__init__(daemon=True)
-        self.head, self.samples, self.stopping = head, [], threading.Event()
+        self.head, self.stopping = head, threading.Event()
         self.samples: list[tuple[float, set[str]]] = []
 
     def run(self) -> None:
@@ -103,8 +118,7 @@ class NodeWatch(threading.Thread):
 @pytest.fixture(scope="module")
 def scaled_search(tmp_path_factory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("autoscale")
-    head = RayHead(tmp / "head.log", num_cpus=2,
-                   env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
+    head = RayHead(tmp / "head.log", num_cpus=2, env=HEAD_ENV)
     head.autoscale(fake_cluster_config(head.gcs_port))
     try:
         head.start()
@@ -129,6 +143,8 @@ def scaled_search(tmp_path_factory) -> Iterator[dict[str, Any]]:
         while alive_workers(head) and time.time() < deadline:
             time.sleep(1)
         scaled_in = time.time()
+        while raylets(head) > 1 and time.time() < scaled_in + 30:  # a removed node's raylet exiting
+            time.sleep(1)
         watch.stopping.set()
         watch.join()
         monitor = (head.session_dir() / "logs" / "monitor.log").read_text()
