@@ -80,7 +80,7 @@ class Predictor:
         for row in rows:
             keep = {k: v for k, v in row.items()
                     if k in ("run_id", "tokens", "budget", "params", "lr", "seed", "status", "loss",
-                             "node")
+                             "node", "device")
                     or k.startswith((WEIGHT_PREFIX, LOSS_PREFIX, "epochs."))}
             keep.update({"key": key, "stage": stage, **dict(meta or {})})
             self.rows.append(keep)

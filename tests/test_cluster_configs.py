@@ -72,6 +72,8 @@ def test_launcher_cpu_head_and_autoscaling_gpu_workers(rel: str) -> None:
     assert worker["min_workers"] == 0, "GPU workers scale to zero between searches"
     assert 1 <= worker["max_workers"] <= cfg["max_workers"]
     assert isinstance(worker["resources"]["GPU"], int) and worker["resources"]["GPU"] >= 1
+    # idle GPU workers go away (tests/test_autoscaler.py runs this shape on Ray's fake provider)
+    assert 0 < cfg["idle_timeout_minutes"] <= 30
     if cfg["provider"]["type"] == "gcp":  # GCE attaches a GPU only when asked for one
         accel = worker["node_config"]["guestAccelerators"][0]
         assert accel["acceleratorCount"] == worker["resources"]["GPU"]
@@ -91,6 +93,8 @@ def test_launcher_installs_this_package_and_starts_ray(rel: str) -> None:
     assert any(d.startswith("ray[") and "==2.60.0" in d and "default" in d for d in deps)
     head_start = " ".join(cfg["head_start_ray_commands"])
     assert "ray start --head" in head_start and "--autoscaling-config=~/ray_bootstrap_config.yaml" in head_start
+    # `ray job stop` gives the search time to stop cleanly (the job supervisor reads it on the head)
+    assert "RAY_JOB_STOP_WAIT_TIME_S=120 ray start --head" in head_start
     assert "ray start --address=$RAY_HEAD_IP:6379" in " ".join(cfg["worker_start_ray_commands"])
 
 

@@ -228,6 +228,7 @@ def test_loop_reports_rows_at_log_spaced_tokens_with_throughput():
     assert last["loss"] == pytest.approx((last["loss.a"] + last["loss.b"]) / 2)
     assert last["seen.a"] + last["seen.b"] == 30 * 128
     assert last["tokens_per_s"] > 0 and 0 < last["mfu"] < 1 and last["peak_mem_bytes"] > 0
+    assert all(r["device"] == "cpu" for r in rows)  # where it trained, in every row
     assert json.dumps(last)  # plain Python values, ready for the runs table
 
 

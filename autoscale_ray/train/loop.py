@@ -119,8 +119,9 @@ def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: T
                    _mean_over_workers(window.loss, device) / max(1, window.steps),
                    scheduler.get_last_lr()[0], seen_all)
         tokens_per_s = window.steps * layout.global_tokens / max(window.seconds, 1e-9)
+        # `device`: where it trained (a trial given a GPU share on a node without CUDA trains on CPU)
         row.update(tokens_per_s=tokens_per_s, mfu=mfu(tokens_per_s, flops_per_token, peak, worker.world_size),
-                   peak_mem_bytes=_peak_memory(device))
+                   peak_mem_bytes=_peak_memory(device), device=device.type)
         if diverged:
             row.update({f"loss.{d}": float("nan") for d in run.domains}, loss=float("nan"),
                        status="diverged")
