@@ -143,7 +143,8 @@ def test_stopped_job_resumes_without_training_finished_trials_again(head: RayHea
 
     submit(head, "search-resume", wd, out, "--resume")
     logs = follow(head, "search-resume", tmp_path / "resume.txt")
-    assert wait_terminal(head, "search-resume", 900) == "SUCCEEDED", (tmp_path / "resume.txt").read_text()[-3000:]
+    status = wait_terminal(head, "search-resume", 900)
+    assert status == "SUCCEEDED", (tmp_path / "resume.txt").read_text()[-3000:]
     logs.wait(timeout=120)
     runs = pd.read_parquet(out / "runs.parquet")
     assert runs["key"].nunique() == planned
