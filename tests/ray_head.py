@@ -1,5 +1,6 @@
-"""A Ray head node that a test owns: `ray start --head --block` on loopback, in a subprocess of its
-own session, with a private temp dir, free ports and an explicit address for every client.
+"""A Ray head node that a test owns: `ray start --head --block` in a subprocess of its own session,
+with a private temp dir, free ports, its own auth token, the Jobs API on loopback, and an explicit
+address for every client.
 
 Other Ray instances run on the same machine (the test suite's own `ray.init()`s), so nothing here
 touches /tmp/ray or the default ports, and teardown never runs `ray stop` (which kills every Ray on
@@ -61,10 +62,11 @@ class RayHead:
                  "--dashboard-agent-grpc-port": free_port(), "--metrics-export-port": free_port(),
                  "--runtime-env-agent-port": free_port(), "--node-manager-port": free_port(),
                  "--object-manager-port": free_port()}
-        # the GCS binds every interface and Ray swaps 127.0.0.1 for the machine's IP as the node's
-        # address; the dashboard (Jobs API) listens on loopback only
-        self.command = [RAY, "start", "--head", "--block", f"--port={self.gcs_port}", "--include-dashboard=true",
-                        "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}",
+        # no --node-ip-address: Ray would swap 127.0.0.1 for the machine's IP anyway; the dashboard
+        # (the Jobs API) listens on loopback only
+        self.command = [RAY, "start", "--head", "--block", f"--port={self.gcs_port}",
+                        "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}",
                         f"--temp-dir={self.temp_dir}", "--min-worker-port=0", "--max-worker-port=0",
                         "--disable-usage-stats", *[f"{k}={v}" for k, v in ports.items()]]
         # A token of its own (Ray 2.59+ turns token auth on for a head when ~/.ray/auth_token
@@ -104,7 +106,8 @@ class RayHead:
             left = self.stop()
             if attempt == attempts or left:
                 break
-        raise RuntimeError(f"the head did not come up (ray start: {self.proc.returncode}, {attempts} attempt(s)):\n"
+        raise RuntimeError(f"the head did not come up (ray start: {self.proc.returncode}, "
+                           f"{attempts} attempt(s)):\n"
                            f"{self.log.read_text()[-3000:]}")
 
     def _dashboard_up(self) -> bool:
@@ -157,24 +160,19 @@ class RayHead:
 
     def stop(self, grace: float = 30) -> list[int]:
         """SIGTERM the head's process group (`ray start --block` then stops the processes it
-        started), SIGKILL whatever of this cluster is left after `grace` seconds. Returns the pids
-        still alive after that (none, unless something could not be killed)."""
+        started), then SIGKILL whatever of this cluster is left after `grace` seconds, by pid: once
+        `ray start` is reaped its group id may name someone else's group. Returns the pids still
+        alive after that (none, unless something could not be killed)."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            os.killpg(self.proc.pid, signal.SIGTERM)  # still ours: its leader is not reaped
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
         for _ in range(3):
             left = self.processes()
-            if self.proc is not None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if not left:
+                break
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -186,8 +184,6 @@ class RayHead:
                 except subprocess.TimeoutExpired:
                     pass
             time.sleep(1)
-            if not self.processes():
-                break
         return self.processes()
 
     def remove_temp_dir(self) -> None:
@@ -197,7 +193,8 @@ class RayHead:
         """`ray job VERB --address <dashboard> ARGS`: the CLI a user runs against this head."""
         return [RAY, "job", verb, "--address", self.dashboard_url, *args]
 
-    def job(self, verb: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    def job(self, verb: str, *args: str, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(self.job_command(verb, *args), env=self.env, capture_output=True,
                               text=True, timeout=timeout)
         if check and proc.returncode != 0:

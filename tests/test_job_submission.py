@@ -139,12 +139,13 @@ def test_stopped_job_resumes_without_training_finished_trials_again(head: RayHea
     with folder.SearchLock(store):  # the stopped driver let go of the folder
         pass
     trained_before = [r["key"] for r in store.records(layout.TRAINED)]
-    assert 2 <= len(trained_before) < planned, "the stop came after the last trial"
+    assert 2 <= len(trained_before) < planned, trained_before  # stopped mid-search
 
     submit(head, "search-resume", wd, out, "--resume")
     logs = follow(head, "search-resume", tmp_path / "resume.txt")
-    assert wait_terminal(head, "search-resume", 900) == "SUCCEEDED", (tmp_path / "resume.txt").read_text()[-3000:]
-    logs.wait(timeout=120)
+    status = wait_terminal(head, "search-resume", 900)
+    assert status == "SUCCEEDED", (tmp_path / "resume.txt").read_text()[-3000:]
+    assert logs.wait(timeout=120) == 0
     runs = pd.read_parquet(out / "runs.parquet")
     assert runs["key"].nunique() == planned
     assert not runs.duplicated(["key", "tokens"]).any()  # every evaluation exactly once
