@@ -20,7 +20,7 @@ from typing import Iterator
 import pandas as pd
 import pytest
 
-from autoscale_ray.search import folder, layout
+from autoscale_ray.tuning import folder, layout
 from autoscale_ray.storage import Store
 from helpers import experiment_config, write_config
 from ray_head import RayHead
