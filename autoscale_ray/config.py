@@ -89,6 +89,19 @@ class SearchSpec:
     metric: str = "mean-loss"
     min_weight: float = 0.0
     seed: int = 0
+    method: str = "autoscale"         # autoscale (DDO + projection) | a swarm method (METHODS)
+    swarm_size: int = 16              # swarm methods: proxy runs (uniform/fixed: seeds)
+    swarm_budget: int | None = None   # swarm methods: tokens per proxy (default the smallest probe)
+    fixed_weights: Mapping[str, float] | None = None  # method fixed: the mixture
+
+    @property
+    def swarm(self) -> bool:
+        return self.method != "autoscale"
+
+    @property
+    def proxy_budget(self) -> int:
+        """Tokens of a swarm method's proxies."""
+        return int(self.swarm_budget or min(self.probe_budgets))
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,8 @@ class ExperimentConfig:
 
 
 SURROGATES = ("paper", "transfer")
+METHODS = ("autoscale", "regmix", "log-linear", "random", "tpe", "uniform", "fixed")
+SWARM_KEYS = {"size": "swarm_size", "budget": "swarm_budget", "weights": "fixed_weights"}
 TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path", "loggers", "mlflow", "wandb")
 LOGGERS = ("tensorboard", "mlflow", "wandb")
 TRACKER_KEYS = {"mlflow": ("tracking_uri", "experiment"), "wandb": ("project", "entity")}
@@ -144,7 +159,9 @@ SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number
                 "max_epochs": Number(most=1e6),
                 "lr_extend": Number(positive=False, whole=True, least=0, most=8),
                 "lr_extend_rounds": Number(positive=False, whole=True, least=0, most=8),
-                "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT}
+                "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT,
+                "swarm_size": Number(positive=False, whole=True, least=2, most=100_000),
+                "swarm_budget": TOKENS}
 RESOURCE_SPECS = {"max_concurrent_trials": WHOLE, "cpus_per_trial": Number(most=1024),
                   "gpus_per_trial": Number(positive=False, most=64), "trials_per_gpu": WHOLE,
                   "max_failures": COUNT}
@@ -246,9 +263,24 @@ def _search_values(s: dict[str, Any], where: str) -> dict[str, Any]:
         s["available_tokens"] = {check_name(d, f"{where}.available_tokens", "domain"):
                                  number(n, f"{where}.available_tokens.{d}", TOKENS)
                                  for d, n in given.items()}
+    swarm = s.pop("swarm", None)
+    if swarm is not None:
+        given = check_mapping(swarm, f"{where}.swarm", "`swarm` must be a mapping",
+                              "write e.g. {size: 32, budget: 2.0e5}", empty=True)
+        check_keys(given, set(SWARM_KEYS), f"{where}.swarm")
+        s.update({SWARM_KEYS[k]: v for k, v in given.items()})
+    if s.get("fixed_weights") is not None:
+        given = check_mapping(s["fixed_weights"], f"{where}.swarm.weights",
+                              "`swarm.weights` must be a mapping {domain: weight}")
+        s["fixed_weights"] = {check_name(d, f"{where}.swarm.weights", "domain"):
+                              number(w, f"{where}.swarm.weights.{d}", Number(positive=False))
+                              for d, w in given.items()}
     probes = s.get("probe_budgets")
+    if probes is None and s.get("method", "autoscale") != "autoscale" and s.get("swarm_budget"):
+        probes = [s["swarm_budget"]]  # a swarm method trains at its own budget only
     if not isinstance(probes, list) or not probes:
-        raise BadInput("`probe_budgets` must be a list of token budgets", f"{where}.probe_budgets")
+        raise BadInput("`probe_budgets` must be a list of token budgets", f"{where}.probe_budgets",
+                       "give e.g. [2.0e5, 8.0e5] (a swarm method: swarm.budget instead)")
     s["probe_budgets"] = tuple(sorted(number(p, f"{where}.probe_budgets", TOKENS) for p in probes))
     if "lr_grid" in s:
         grid = s["lr_grid"]
@@ -268,8 +300,16 @@ def _check_search(search: SearchSpec, where: str) -> None:
     if search.target_budget <= max(search.probe_budgets):
         raise BadInput(f"target_budget {search.target_budget} is not above the largest probe budget",
                        f"{where}.target_budget", "the target is the scale to extrapolate to")
-    if search.lr_grid and len(search.probe_budgets) < 2:
+    if search.method not in METHODS:
+        raise BadInput(f"method {short(search.method)} is unknown", f"{where}.method",
+                       f"use one of: {', '.join(METHODS)}")
+    if search.swarm:
+        _check_swarm(search, where)
+    elif search.lr_grid and len(search.probe_budgets) < 2:
         raise BadInput("the LR law needs >= 2 probe budgets (horizons)", f"{where}.probe_budgets")
+    elif search.fixed_weights is not None or search.swarm_budget is not None:
+        raise BadInput("`swarm` settings are for the swarm methods, not autoscale", f"{where}.swarm",
+                       f"remove them, or set method to one of: {', '.join(METHODS[1:])}")
     if not (0 < search.down < 1 < search.up):
         raise BadInput(f"down={search.down}, up={search.up}: need 0 < down < 1 < up", where)
     if search.design not in ("fixed-others", "fixed-total"):
@@ -280,6 +320,24 @@ def _check_search(search: SearchSpec, where: str) -> None:
                        f"use {' or '.join(SURROGATES)}")
     if search.metric not in ("mean-loss", "mean-ppl"):
         raise BadInput(f"metric {short(search.metric)} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
+
+
+def _check_swarm(search: SearchSpec, where: str) -> None:
+    """A swarm method's settings (searchers/swarm.py): a budget below the target, a mixture for
+    `fixed` only, no target arms (what needs the domains: pipeline.check_domains)."""
+    if search.target_budget <= search.proxy_budget:
+        raise BadInput(f"target_budget {search.target_budget} is not above the swarm budget "
+                       f"{search.proxy_budget}", f"{where}.target_budget",
+                       "the target is the scale the mixture is for")
+    if (search.method == "fixed") != (search.fixed_weights is not None):
+        raise BadInput("method fixed needs `swarm.weights` (the mixture), and only it takes them",
+                       f"{where}.swarm.weights", "give {domain: weight} with method fixed, or drop it")
+    if search.method == "log-linear" and search.metric != "mean-loss":
+        raise BadInput(f"log-linear minimises the mean predicted loss, not {search.metric}",
+                       f"{where}.metric", "use metric: mean-loss")
+    if search.target_seeds:
+        raise BadInput("target_seeds trains DDO's arms at the target; a swarm method has none",
+                       f"{where}.target_seeds", "drop it; train the recommendation at the target to check it")
 
 
 def _resources(obj: Mapping[str, Any], source: str) -> ResourceSpec:
@@ -335,6 +393,11 @@ def _check_smallest_trial(cfg: ExperimentConfig) -> None:
     """Every TrainConfig check that needs no corpus, at the smallest budget a DDO trial will have
     (fixed-others: the probe less the largest domain's share cut by `down`)."""
     search, seq_len = cfg.search, cfg.corpus.seq_len
+    if search.swarm:  # every swarm run trains the whole swarm budget
+        train_cfg = cfg.train_config(budget_tokens=search.proxy_budget, lr=search.lr or search.lr_grid[0])
+        train_cfg.total_steps(seq_len, f"{cfg.source}: search.swarm.budget")
+        train_cfg.batch_layout(seq_len, max(1, train_cfg.num_workers), f"{cfg.source}: train")
+        return
     probe = min(search.probe_budgets)
     shares = list((search.base_weights or {"": 1.0}).values())
     largest = max(shares) / sum(shares) if search.base_weights else 1.0 / 2

@@ -160,11 +160,32 @@ def check_domains(cfg: ExperimentConfig, domains: Sequence[str]) -> dict[str, fl
         raise BadInput(f"available_tokens names unknown domain(s): {', '.join(unknown)}",
                        f"{cfg.source}: search.available_tokens",
                        f"use domains among: {', '.join(domains)}")
+    if cfg.search.swarm:
+        check_swarm_domains(cfg, domains)
     if cfg.search.min_weight * len(domains) >= 1:
         raise BadInput(f"min_weight {cfg.search.min_weight:g} x {len(domains)} domains >= 1 leaves no "
                        "room for a mixture", f"{cfg.source}: search.min_weight",
                        f"give min_weight below {1 / len(domains):.3g}")
     return weights
+
+
+def check_swarm_domains(cfg: ExperimentConfig, domains: Sequence[str]) -> None:
+    """A swarm method's settings against the corpus's domains: the fixed mixture names them and
+    lies on the simplex; the swarm has the runs its fit needs (parameters + 1)."""
+    from autoscale_ray.laws.regression import MIN_RUNS
+
+    search, where = cfg.search, f"{cfg.source}: search.swarm"
+    if search.fixed_weights is not None:
+        check_known(sorted(search.fixed_weights), domains, f"{where}.weights",
+                    what="swarm.weights name unknown domain(s)", fix="the corpus has:", show=as_text)
+        if not on_simplex(weight_vector(search.fixed_weights, domains)):
+            raise BadInput("swarm.weights are not shares >= 0 with a positive sum", f"{where}.weights",
+                           "give each domain's share of the mixture")
+    need = {"regmix": MIN_RUNS, "log-linear": len(domains) + 2}.get(search.method, 0)
+    if search.swarm_size < need:
+        raise BadInput(f"{search.method} fits {need - 1} parameters per domain from the swarm: "
+                       f"swarm.size {search.swarm_size} is too few", f"{where}.size",
+                       f"give size >= {need}")
 
 
 def check_resources(cfg: ExperimentConfig) -> None:
@@ -324,10 +345,19 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
 
 
 def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
-    """The DDO plan's settings (stages, probe budgets, grids) from the config's search section."""
+    """The plan's settings from the config's search section: DDO's (stages, probe budgets, grids)
+    or a swarm method's (searchers/swarm.py)."""
     from autoscale_ray.searchers.ddo import PlanConfig
+    from autoscale_ray.searchers.swarm import SwarmConfig
 
     search = cfg.search
+    if search.swarm:
+        return SwarmConfig(method=search.method, base_weights=weights, budget=search.proxy_budget,
+                           size=search.swarm_size, target=search.target_budget, lrs=search.lr_grid,
+                           lr=search.lr, replicates=search.replicates, seed=search.seed,
+                           fixed=search.fixed_weights,
+                           batch=cfg.resources.max_concurrent_trials, lr_extend=search.lr_extend,
+                           lr_extend_rounds=search.lr_extend_rounds)
     return PlanConfig(probes=search.probe_budgets, base_weights=weights, target=search.target_budget,
                       lrs=search.lr_grid, lr=search.lr, down=search.down, up=search.up,
                       design=search.design, verify_probe=search.verify_probe,
@@ -357,7 +387,8 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            design=search.design, down=search.down, up=search.up,
                            batch_tokens=cfg.train_config().global_batch_tokens,
                            surrogate=search.surrogate, available=available,
-                           max_epochs=search.max_epochs)
+                           max_epochs=search.max_epochs, method=search.method,
+                           fixed_weights=search.fixed_weights, seed=search.seed)
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:
@@ -374,9 +405,11 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from autoscale_ray.tuning.trackers import tune_callbacks
     from autoscale_ray.tuning.trial import search_trial
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
+    from autoscale_ray.searchers.swarm import SwarmConfig, SwarmPlan
 
     resources = cfg.resources
-    searcher = DDOSearcher(DDOPlan(plan), predictor_name(cfg), output=store.location)
+    plan = SwarmPlan(plan) if isinstance(plan, SwarmConfig) else DDOPlan(plan)
+    searcher = DDOSearcher(plan, predictor_name(cfg), output=store.location)
     progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
                                 planned=searcher.plan.planned_trials)
     tuner = tune.Tuner(

@@ -28,7 +28,8 @@ from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.ddo import ddo
 from autoscale_ray.fits.ddo_models import with_other_surrogate
 from autoscale_ray.fits.project import project
-from autoscale_ray.fits.trust import trust_summary
+from autoscale_ray.fits.swarm import CHOOSING, at_bound as swarm_at_bound, choose_mixture
+from autoscale_ray.fits.trust import swarm_trust, trust_summary
 
 log = logging.getLogger("autoscale_ray")
 
@@ -45,8 +46,12 @@ class Predictor:
                  batch_tokens: int | None = None, surrogate: str = "paper",
                  available: Mapping[str, float] | None = None, max_epochs: float = MAX_EPOCHS,
                  level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS,
-                 compare_models: bool = True) -> None:
+                 compare_models: bool = True, method: str = "autoscale",
+                 fixed_weights: Mapping[str, float] | None = None, seed: int = 0) -> None:
         self.domains = tuple(domains)
+        self.method = method  # autoscale (DDO + projection) or a swarm method (fits/swarm.py)
+        self.fixed_weights = dict(fixed_weights) if fixed_weights else None
+        self.seed = int(seed)
         self.base_weights = dict(base_weights or {d: 1 / len(self.domains) for d in self.domains})
         self.target = int(target)
         self.probes = tuple(sorted(int(p) for p in probes))
@@ -193,7 +198,7 @@ class Predictor:
         target. Interval: a bootstrap over runs (a run's checkpoints resampled together), replicate
         r evaluated at draw r of the projected weights when given (`draws`, domains' order)."""
         f = self.frame()
-        f = f[f["stage"].isin(("ddo", "verify"))] if len(f) else f
+        f = f[f["stage"].isin(("ddo", "verify", "swarm"))] if len(f) else f
         out: dict[str, Any] = {"source": "own-tokens", "runs": sorted(f["key"].unique()) if len(f) else [],
                                "per_domain": {}, "interval": {}, "level": self.level}
         for i, d in enumerate(self.domains):
@@ -252,7 +257,7 @@ class Predictor:
         searcher asks when the last probe is fitted, the pipeline again at the end)."""
         if self._cached is not None and self._cached[0] == (self._version, len(self.notes)):
             return copy.deepcopy(self._cached[1])
-        rec = self._recommendation()
+        rec = self._recommendation() if self.method == "autoscale" else self._swarm_recommendation()
         self._cached = ((self._version, len(self.notes)), copy.deepcopy(rec))
         return rec
 
@@ -321,6 +326,61 @@ class Predictor:
                 "notes": list(dict.fromkeys(self.notes)),
             },
         }
+
+    def _swarm_recommendation(self) -> dict[str, Any]:
+        """A swarm method's answer (fits/swarm.py): its mixture from the runs at the swarm's budget,
+        used unchanged at the target (capped by the data there), the LR moved to the target, the
+        same keys as DDO's answer."""
+        f = self.frame("swarm")
+        if f.empty:
+            raise RuntimeError("no completed swarm runs: see the warnings")
+        budget = float(f["budget"].max())
+        choice = choose_mixture(self._table(f, "swarm"), self.method, metric=self.metric,
+                                fixed=self.fixed_weights, level=self.level, seed=self.seed)
+        point = np.array([choice.weights[d] for d in self.domains])
+        cap = cap_epochs(point, self.target,
+                         np.array([float((self.available or {}).get(d, np.inf)) for d in self.domains]),
+                         self.max_epochs)
+        weights = dict(zip(self.domains, map(float, cap.weights)))
+        capped = [d for d, c in zip(self.domains, cap.capped) if c and self.available]
+        epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
+        law = self.lr_law()
+        lr, lr_interval, lr_method = self._swarm_lr(f, budget)
+        bound = swarm_at_bound(choice) if self.method in CHOOSING else []
+        expected = self.expected_losses(self.target, weights)
+        swarm = {"method": self.method, "budget": budget, **choice.to_json()}
+        trust = swarm_trust(swarm=swarm, weights=weights, weights_interval=choice.interval,
+                            at_bound=bound, capped=capped, epochs=epochs, max_epochs=self.max_epochs,
+                            lr_method=lr_method, target=self.target, budget=budget, level=self.level)
+        for line in trust["at_bound_lines"]:
+            self._note(line)
+        return {
+            "method": self.method, "tokens": self.target, "weights": weights,
+            "weights_interval": choice.interval, "interval_level": self.level, "at_bound": bound,
+            "capped": capped, "epochs": epochs, "max_epochs": self.max_epochs,
+            "available_tokens": self.available, "lr": lr, "lr_interval": lr_interval,
+            "lr_interval_method": lr_method, "lr_batch_tokens": self.batch_tokens,
+            "expected_loss": expected, "expected_loss_interval": expected["interval"], "trust": trust,
+            "evidence": {"probe_optima": {}, "swarm": swarm, "projection": None,
+                         "lr_law": None if law is None else law.to_json(),
+                         "lr_horizons": self.lr_horizons(),
+                         "trials": sorted({r["key"] for r in self.rows}),
+                         "notes": list(dict.fromkeys(self.notes))},
+        }
+
+    def _swarm_lr(self, f: pd.DataFrame, budget: float) -> tuple[float, list[float], str]:
+        """The target LR of a swarm: from its LR sweep (the nearest horizon moved along D^-0.32),
+        the fixed LR, or (tpe searching LR) its best run's LR moved the same way."""
+        lrs = f["lr"].dropna().unique() if "lr" in f.columns else []
+        if not self.frame("lr").empty or len(lrs) <= 1:
+            lr = self.lr_for(self.target)
+            interval, method = self.lr_interval(None)
+            return lr, interval, method
+        final = self._table(f, "swarm").final()
+        centre = float(final.loc[final["loss"].idxmin(), "lr"])
+        step = float(np.median(np.diff(np.log(np.sort(lrs)))))
+        lo, hi = lr_prior_interval(centre, budget, self.target, math.nan, step, self.level)
+        return float(centre * (self.target / budget) ** -BETA_PRIOR), [lo, hi], "prior"
 
     def _rounds(self) -> dict[str, int]:
         """DDO rounds run per probe."""

@@ -33,7 +33,9 @@ def plot_loss_curves(frame: pd.DataFrame, path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    colors = {"lr": "tab:gray", "ddo": "tab:blue", "verify": "tab:green", "target": "tab:red"}
+    colors = {"lr": "tab:gray", "ddo": "tab:blue", "verify": "tab:green", "target": "tab:red",
+              "swarm": "tab:purple"}
+    colors = {k: c for k, c in colors.items() if k in set(frame["stage"])}
     for (key, stage), run in frame.groupby(["key", "stage"], sort=False):
         run = run.sort_values("tokens")
         ax.plot(run["tokens"], run["loss"], color=colors.get(stage, "k"), alpha=0.6, lw=1)
@@ -96,15 +98,21 @@ def plot_mixtures(rec: dict[str, Any], path: Path) -> str:
             if iv is not None:
                 ax.errorbar([x], [y], yerr=[[y - iv[0]], [iv[1] - y]], color=line.get_color(),
                             capsize=3, lw=1)
+    swarm = rec["evidence"].get("swarm")
     ax.set(xscale="log", xlabel="token budget", ylabel="weight",
-           title="DDO optima (o) and the AutoScale projection (*), with intervals")
+           title=f"{swarm['method']}'s mixture (*), used unchanged at the target" if swarm else
+           "DDO optima (o) and the AutoScale projection (*), with intervals")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
-    """Per domain: the fitted f_i(x) + sum_{j != i} f_j(1) against the runs that perturb it."""
+    """Per domain: the fitted f_i(x) + sum_{j != i} f_j(1) against the runs that perturb it (a
+    swarm method: each run's final objective against the domain's weight)."""
     import matplotlib.pyplot as plt
+
+    if rec["evidence"].get("swarm"):
+        return plot_swarm(frame, rec, path)
 
     optima = rec["evidence"]["probe_optima"]
     domains = list(rec["weights"])
@@ -127,6 +135,27 @@ def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
             ax.set(xscale="log", title=d, xlabel="multiplier x of the base quantity")
     axes[0][0].set_ylabel("objective / base objective")
     axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_swarm(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
+    """Per domain: each swarm run's final objective against the domain's weight, the chosen
+    weight (line) and its interval (band)."""
+    import matplotlib.pyplot as plt
+
+    domains = list(rec["weights"])
+    runs = frame[frame["stage"] == "swarm"]
+    final = runs.loc[runs.groupby("key")["tokens"].idxmax()]
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.2), squeeze=False)
+    chosen = rec["evidence"]["swarm"]["weights"]
+    for ax, d in zip(axes[0], domains):
+        ax.plot(final[f"w.{d}"], final["loss"], "o", color="tab:purple", alpha=0.7)
+        ax.axvline(chosen[d], color="k", lw=1)
+        lo, hi = (rec.get("weights_interval") or {}).get(d, (chosen[d], chosen[d]))
+        ax.axvspan(lo, hi, color="k", alpha=0.1)
+        ax.set(title=d, xlabel="weight in the run")
+    axes[0][0].set_ylabel("final loss (mean over domains)")
+    fig.suptitle(f"{rec['evidence']['swarm']['method']}: the swarm's runs and the chosen mixture", fontsize=9)
     return _save(fig, path)
 
 
@@ -160,15 +189,21 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     if not isinstance(trust, dict):
         return []
     lines = ["## How far to trust this", "", f"- {trust['verdict']}."]
+    swarm = trust.get("method") is not None
     for probe, n in (trust.get("noise") or {}).items():
         noise = n.get("noise") or {}
         snr = n.get("snr") or {}
         sd = noise.get("objective_sd")
-        lines.append(f"- probe {float(probe):.3g} tokens: noise "
-                     + (f"sd {sd:.3g} of the objective over {noise.get('replicates')} base seeds"
-                        if sd is not None else "not measured (one base run)")
-                     + "; signal/noise per domain " + ", ".join(
-                         f"{d} {v:.2g}" if v is not None else f"{d} -" for d, v in snr.items()))
+        measured = (f"sd {sd:.3g} of the objective over {noise.get('replicates')} "
+                    f"{'seeds of the prior mixture' if swarm else 'base seeds'}"
+                    if sd is not None else "not measured (one base run)")
+        if swarm:
+            gap = (trust.get("median_snr") or {}).get(probe)
+            lines.append(f"- swarm at {float(probe):.3g} tokens: noise {measured}"
+                         + (f"; best vs median mixture {gap:.2g} noise sd" if gap is not None else ""))
+            continue
+        lines.append(f"- probe {float(probe):.3g} tokens: noise {measured}; signal/noise per domain "
+                     + ", ".join(f"{d} {v:.2g}" if v is not None else f"{d} -" for d, v in snr.items()))
     widths = trust.get("interval_widths") or {}
     if widths:
         lines.append(f"- {int(100 * trust['level'])}% intervals of the target weights: widths "
@@ -178,8 +213,10 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
                     .astype(str).unique()) if "status" in frame.columns else []
     if failed:
         lines.append(f"- trials left out of the fits (failed or diverged): {', '.join(failed)}")
-    lines.append(f"- the LR {'rests on the prior exponent' if trust.get('lr_on_prior') else 'comes from the fitted LR law'}"
-                 f"; the target is {trust['extrapolation_factor']:.3g}x the largest probe")
+    lr_source = ("is the configured search.lr" if rec.get("lr_interval_method") == "fixed" else
+                 "rests on the prior exponent" if trust.get("lr_on_prior") else "comes from the fitted LR law")
+    lines.append(f"- the LR {lr_source}; the target is {trust['extrapolation_factor']:.3g}x the "
+                 f"{'swarm budget' if swarm else 'largest probe'}")
     if trust.get("actions"):
         lines += ["", "To tighten it:", *[f"- {a}" for a in trust["actions"]]]
     return lines + [""]
@@ -215,7 +252,8 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     lines = [
         f"# autoscale-ray report: {name or root.name}", "",
         *trust_lines(rec, frame),
-        f"Recommendation for a {float(rec['tokens']):.4g}-token run "
+        f"Recommendation for a {float(rec['tokens']):.4g}-token run by method "
+        f"{rec.get('method', 'autoscale')} "
         f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
         "```", format_table(headers, rows), "```", "",
         f"Peak LR: **{rec['lr']:.4g}**" + (f" ({level}% interval {lo:.3g} to {hi:.3g}, "

@@ -83,10 +83,12 @@ def test_epoch_cap_cascades_and_reports_infeasible_data() -> None:
 
 
 # -- LR interval from the prior ------------------------------------------------------------------
-def test_lr_prior_interval_grows_with_the_extrapolation() -> None:
+def test_lr_prior_interval_is_centred_on_the_moved_vertex_and_grows_with_the_extrapolation() -> None:
     near = lr_prior_interval(1e-3, 1e6, 2e6, 0.1, math.log(2), 0.9)
     far = lr_prior_interval(1e-3, 1e6, 1e9, 0.1, math.log(2), 0.9)
-    assert near[0] < 1e-3 < near[1] and far[1] / far[0] > near[1] / near[0]
+    for (lo, hi), tokens in ((near, 2e6), (far, 1e9)):  # the vertex moved along D^-0.32
+        assert math.sqrt(lo * hi) == pytest.approx(1e-3 * (tokens / 1e6) ** -0.32, rel=1e-9)
+    assert far[1] / far[0] > near[1] / near[0]
     # no vertex se: the grid's resolution stands in (half a log step, uniform)
     lo, hi = lr_prior_interval(1e-3, 1e6, 1e6, math.nan, math.log(4), 0.9)
     sd = math.log(4) / (2 * math.sqrt(3))

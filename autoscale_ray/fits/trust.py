@@ -107,3 +107,54 @@ def _verdict(distinguishable: bool, measured: Sequence[str], median_snr: Mapping
         else:
             line += "; the signal did not grow between the probes: more seeds, not longer probes"
     return line
+
+
+def swarm_trust(*, swarm: Mapping[str, Any], weights: Mapping[str, float],
+                weights_interval: Mapping[str, Sequence[float]], at_bound: Sequence[str],
+                capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float,
+                lr_method: str, target: float, budget: float, level: float) -> dict[str, Any]:
+    """The trust section of a swarm method (fits/swarm.py), with `trust_summary`'s keys: the noise
+    of the swarm's replicates against the spread the mixtures made, the intervals, what the choice
+    leaves at zero or the data caps, the LR, and that the mixture is carried over unchanged."""
+    actions: list[str] = []
+    noise = dict(swarm.get("noise") or {})
+    sd = noise.get("objective_sd")
+    spread = swarm.get("observed_spread")
+    snr = None if not sd or spread is None else float(spread) / float(sd)
+    method = swarm.get("method")
+    if method in ("uniform", "fixed"):
+        verdict = f"{method}: the mixture is given, not estimated; its expected losses are fitted on its own runs"
+    elif sd is None:
+        verdict = "the run-to-run noise is not measured: nothing says whether the swarm tells its mixtures apart"
+        actions.append("measure the noise: train the prior mixture with more seeds (search.ddo.replicates: 2 or more)")
+    elif snr is not None and snr >= SNR_WITHIN_NOISE:
+        verdict = f"the swarm's mixtures differ by {snr:.2g} noise sd (best to median): it tells them apart"
+    else:
+        verdict = ("the swarm cannot tell its mixtures apart: best and median differ by less than "
+                   f"{SNR_WITHIN_NOISE:g} noise sd; a larger swarm budget or more runs")
+        actions.append("the mixtures' effects are within noise: raise search.swarm.budget or size")
+    widths = {d: float(hi - lo) for d, (lo, hi) in weights_interval.items()}
+    wide = [d for d, w in widths.items() if w > WIDE]
+    if wide:
+        actions.append(f"{', '.join(wide)}: {int(100 * level)}% interval wider than {WIDE}; "
+                       "more swarm runs (search.swarm.size) narrow it")
+    bound_lines = [f"`{d}` gets (almost) no weight from {method}: its optimum is not identified "
+                   "from the swarm's runs" for d in at_bound]
+    cap_lines = [f"`{d}` capped at {max_epochs:g} epochs of its data ({epochs.get(d, math.nan):.3g} "
+                 "epochs at the target): the rest went to the other domains; add data of it "
+                 "or raise search.max_epochs" for d in capped]
+    factor = float(target) / float(budget)
+    actions.append(f"the mixture picked at {budget:.3g} tokens is used unchanged at {factor:.3g}x that "
+                   "budget (no projection): method autoscale extrapolates it")
+    if lr_method != "law" and lr_method != "fixed":
+        actions.append("the LR rests on Bjorck et al.'s prior exponent (one swept horizon)")
+    key = str(int(budget))
+    return {
+        "level": level, "method": method,
+        "noise": {key: {"noise": noise, "snr": {}, "within_noise": []}},
+        "median_snr": {key: snr}, "domains_above_noise": {}, "within_noise": [],
+        "distinguishable": bool(snr is not None and snr >= SNR_WITHIN_NOISE),
+        "verdict": verdict, "interval_widths": widths, "at_bound_lines": bound_lines,
+        "capped_lines": cap_lines, "lr_on_prior": lr_method == "prior", "lr_prior_share": None,
+        "extrapolation_factor": factor, "actions": actions,
+    }

@@ -355,15 +355,16 @@ def _satterthwaite(parts: Sequence[float], dofs: Sequence[int]) -> float:
 
 def lr_prior_interval(lr_star: float, horizon: float, tokens: float, log_se: float,
                       grid_step: float, level: float = 0.9,
-                      beta_sd: float = BETA_PRIOR_SD) -> tuple[float, float]:
-    """Interval of LR*(tokens) moved from one horizon's vertex along D^-beta with beta uncertain
-    (Bjorck et al. 2024's exponent, prior sd `beta_sd`): in logs,
-    log LR*(D) +- z_level sqrt(se_h^2 + log(D / D_h)^2 beta_sd^2). se_h is the vertex's own
-    standard error; when the quadratic has none (no residual degrees of freedom, or the best LR
-    was only observed), the grid's resolution stands in: a uniform error over half a log step,
-    sd = grid_step / (2 sqrt 3). Normal quantile z (the prior is normal)."""
+                      beta_sd: float = BETA_PRIOR_SD, beta: float = BETA_BJORCK) -> tuple[float, float]:
+    """Interval of LR*(tokens) moved from one horizon's vertex `lr_star` along D^-beta with beta
+    uncertain (Bjorck et al. 2024's exponent, prior mean `beta`, sd `beta_sd`): in logs,
+    log lr_star - beta log(D / D_h) +- z_level sqrt(se_h^2 + log(D / D_h)^2 beta_sd^2). se_h is
+    the vertex's own standard error; when the quadratic has none (no residual degrees of freedom,
+    or the best LR was only observed), the grid's resolution stands in: a uniform error over half
+    a log step, sd = grid_step / (2 sqrt 3). Normal quantile z (the prior is normal)."""
     se_h = log_se if math.isfinite(log_se) and log_se > 0 else grid_step / (2.0 * math.sqrt(3.0))
-    se = math.sqrt(se_h ** 2 + math.log(float(tokens) / float(horizon)) ** 2 * beta_sd ** 2)
+    span = math.log(float(tokens) / float(horizon))
+    se = math.sqrt(se_h ** 2 + span ** 2 * beta_sd ** 2)
     z = float(stats.norm.ppf(0.5 + level / 2.0))
-    centre = math.log(float(lr_star))
+    centre = math.log(float(lr_star)) - beta * span
     return (math.exp(centre - z * se), math.exp(centre + z * se))
