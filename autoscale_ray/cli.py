@@ -21,7 +21,7 @@ from autoscale_ray.errors import BadInput, Interrupted, redact
 from autoscale_ray.formatting import jsonable
 
 # Order of the verbs in --help (docs/architecture.md, "The command line").
-VERBS = ("run", "ddo", "project", "lr", "law", "mixlaw", "regress", "report", "corpus")
+VERBS = ("run", "compare", "ddo", "project", "lr", "law", "mixlaw", "regress", "report", "corpus")
 
 
 class _Parser(argparse.ArgumentParser):

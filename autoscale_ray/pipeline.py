@@ -397,8 +397,9 @@ def predictor_name(cfg: ExperimentConfig) -> str:
 
 def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tune_store: Store,
                experiment: str) -> tuple[Any, Any]:
-    """ONE Tune experiment: the DDO searcher over the plan, trials = `search_trial` under the
-    contract, progress lines and progress.json from a callback."""
+    """ONE Tune experiment: the searcher over the plan (DDO's or a swarm's settings, or a plan
+    object such as compare's trial list), trials = `search_trial` under the contract, progress
+    lines and progress.json from a callback."""
     from ray import tune
 
     from autoscale_ray.tuning.progress import ProgressCallback
@@ -408,7 +409,10 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from autoscale_ray.searchers.swarm import SwarmConfig, SwarmPlan
 
     resources = cfg.resources
-    plan = SwarmPlan(plan) if isinstance(plan, SwarmConfig) else DDOPlan(plan)
+    if isinstance(plan, SwarmConfig):
+        plan = SwarmPlan(plan)
+    elif not hasattr(plan, "next_spec"):  # DDO's settings; a plan object is used as it is
+        plan = DDOPlan(plan)
     searcher = DDOSearcher(plan, predictor_name(cfg), output=store.location)
     progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
                                 planned=searcher.plan.planned_trials)

@@ -210,6 +210,10 @@ class Predictor:
                 continue
             own = (pts[wcol] * pts["tokens"]).to_numpy(float)
             loss = pts[col].to_numpy(float)
+            if weights[d] * tokens < 0.1 * own.min():  # L(D) far below the tokens it was fitted on
+                self._note(f"{d} gets {weights[d] * tokens:.3g} tokens at the target, under a tenth "
+                           f"of the fewest its runs saw ({own.min():.3g}): its loss is not predicted")
+                continue
             try:
                 law = fit_loss_law(loss, own)
             except BadInput as exc:
@@ -346,17 +350,19 @@ class Predictor:
         epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
         law = self.lr_law()
         lr, lr_interval, lr_method = self._swarm_lr(f, budget)
+        # the data cap may move the point: its interval holds the capped point too
+        interval = {d: [min(lo, weights[d]), max(hi, weights[d])] for d, (lo, hi) in choice.interval.items()}
         bound = swarm_at_bound(choice) if self.method in CHOOSING else []
         expected = self.expected_losses(self.target, weights)
         swarm = {"method": self.method, "budget": budget, **choice.to_json()}
-        trust = swarm_trust(swarm=swarm, weights=weights, weights_interval=choice.interval,
+        trust = swarm_trust(swarm=swarm, weights=weights, weights_interval=interval,
                             at_bound=bound, capped=capped, epochs=epochs, max_epochs=self.max_epochs,
                             lr_method=lr_method, target=self.target, budget=budget, level=self.level)
         for line in trust["at_bound_lines"]:
             self._note(line)
         return {
             "method": self.method, "tokens": self.target, "weights": weights,
-            "weights_interval": choice.interval, "interval_level": self.level, "at_bound": bound,
+            "weights_interval": interval, "interval_level": self.level, "at_bound": bound,
             "capped": capped, "epochs": epochs, "max_epochs": self.max_epochs,
             "available_tokens": self.available, "lr": lr, "lr_interval": lr_interval,
             "lr_interval_method": lr_method, "lr_batch_tokens": self.batch_tokens,

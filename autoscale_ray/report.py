@@ -239,7 +239,8 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     ev = rec["evidence"]
     optima = ev["probe_optima"]
     wint, lint = rec.get("weights_interval") or {}, rec.get("expected_loss_interval") or {}
-    span = lambda iv, d: f"[{iv[d][0]:.3g}, {iv[d][1]:.3g}]" if d in iv else "-"  # noqa: E731
+    span = lambda iv, d: f"[{iv[d][0]:.3g}, {iv[d][1]:.3g}]" if d in iv and all(  # noqa: E731
+        isinstance(v, (int, float)) and np.isfinite(v) for v in iv[d]) else "-"
     rows = [[d, *[optima[b]["weights"][d] for b in optima], w, span(wint, d),
              rec["expected_loss"]["per_domain"].get(d), span(lint, d),
              "yes" if d in rec["at_bound"] else ("capped" if d in rec.get("capped", []) else "")]

@@ -59,8 +59,8 @@ class SwarmChoice:
 
 def _groups(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct mixtures, the group index of each row): seeds of one mixture form a group."""
-    distinct, inverse = np.unique(np.round(w, 9), axis=0, return_inverse=True)
-    return distinct, inverse.ravel()
+    _, first, inverse = np.unique(np.round(w, 9), axis=0, return_index=True, return_inverse=True)
+    return w[first], inverse.ravel()  # each mixture as its first run has it (not rounded)
 
 
 def measured_noise(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray | None, int]:
