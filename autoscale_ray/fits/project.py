@@ -28,7 +28,7 @@ from autoscale_ray.fits.mixture_health import check_projection_target, project_r
 from autoscale_ray.laws.epochs import MAX_EPOCHS, cap_epochs
 from autoscale_ray.laws.evidence import log_quantity_sigma
 from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
-from autoscale_ray.laws.projection import ProjectionFit, fit_projection, floor_weights
+from autoscale_ray.laws.projection import ProjectionFit, fit_projection, floor_weights, shares_log_linear
 from autoscale_ray.mixture import Mixture, read_mixture
 
 
@@ -88,8 +88,14 @@ def project(mixtures: Sequence[str | Path | Mixture], target_tokens: float, *,
                              max_epochs)
     alternatives = _projected_alternatives(sources, domains, sigma, guard, target_tokens,
                                            min_weight, units, max_epochs)
+    # the projection's own model uncertainty: shares linear in log budget fit the sources as well
+    # as AutoScale's rule; the interval pools both rules' draws (equal weight) and holds both points
+    other_rule = lambda shares: _linear_once(shares, sources, target_tokens, min_weight, units, max_epochs)  # noqa: E731
+    alternatives["shares-log-linear"] = other_rule(np.array([[m.weights[d] for d in domains] for m in sources]))
+    pooled = np.vstack([draws, *[other_rule(k) for k in _aligned_draws(sources, domains)]]) \
+        if len(draws) else draws
     include = np.vstack([weights, *alternatives.values()])
-    lo, hi = percentile_interval(draws, level, include) if len(draws) else \
+    lo, hi = percentile_interval(pooled, level, include) if len(pooled) else \
         (include.min(axis=0), include.max(axis=0))
     source_at_bound = {where: list(mix.at_bound) for mix, where in loaded if mix.at_bound}
     bound = {d for mix, _ in loaded for d in mix.at_bound} | {d for d, f in zip(domains, floored) if f}
@@ -135,6 +141,21 @@ def _project_once(q: np.ndarray, sigma: np.ndarray, guard: bool, target: float, 
     cap = cap_epochs(quantities / quantities.sum(), target, units, max_epochs)
     weights, floored = floor_weights(cap.weights, min_weight)
     return fit, weights, floored, cap
+
+
+def _linear_once(shares: np.ndarray, sources: Sequence[Mixture], target: float, min_weight: float,
+                 units: np.ndarray, max_epochs: float) -> np.ndarray:
+    """The shares-log-linear rule's weights at the target, capped and floored as the point is."""
+    w = shares_log_linear(shares, np.array([m.tokens for m in sources]), target)
+    return floor_weights(cap_epochs(w, target, units, max_epochs).weights, min_weight)[0]
+
+
+def _aligned_draws(sources: Sequence[Mixture], domains: Sequence[str]) -> list[np.ndarray]:
+    """Draw k of every source's weights (sources x domains), for every k all sources have."""
+    per_source = [np.asarray(m.extra.get("bootstrap_weights") or [], dtype=float) for m in sources]
+    n = min(len(d) for d in per_source)
+    return [np.array([d[k] for d in per_source]) for k in range(n)
+            if all(d.ndim == 2 and d.shape[1] == len(domains) for d in per_source)]
 
 
 def _projected_draws(sources: Sequence[Mixture], domains: Sequence[str], sigma: np.ndarray,

@@ -168,3 +168,23 @@ def floor_weights(weights: np.ndarray, min_weight: float) -> tuple[np.ndarray, n
         floored = new
     out = np.where(floored, min_weight, k * w)
     return out / out.sum(), floored
+
+
+def shares_log_linear(shares: np.ndarray, budgets: np.ndarray, target: float) -> np.ndarray:
+    """The other two-point rule: each domain's share linear in the log budget,
+    w_i(T) = a_i + b_i log T, least squares over the sources (two sources: through both), clipped
+    at 0 and renormalised. It reproduces the sources as exactly as AutoScale's rule does (to first
+    order the two agree), so with two or three sources the data cannot tell them apart: the
+    projection's interval holds both (model uncertainty, fits/project.py)."""
+    w = np.asarray(shares, dtype=float)
+    x = np.log(np.asarray(budgets, dtype=float))
+    if w.ndim != 2 or w.shape[0] != len(x) or len(x) < 2:
+        raise BadInput("the projection needs optimal mixtures at two or more budgets", None,
+                       "give two or more mixture files")
+    design = np.c_[np.ones_like(x), x]
+    coef, *_ = np.linalg.lstsq(design, w, rcond=None)
+    out = np.maximum(coef[0] + coef[1] * np.log(float(target)), 0.0)
+    if out.sum() <= 0:
+        raise BadInput("every share extrapolates below 0 at the target", None,
+                       "give sources closer to the target")
+    return out / out.sum()
