@@ -27,7 +27,7 @@ LAYERS = {
     "searchers": 7,
     "report": 7,
     "pipeline": 8,
-    "comparison": 8,  # `compare`: a Tune experiment of given target runs, beside the pipeline
+    "comparison": 9,  # `compare`: a Tune experiment of given target runs, over the pipeline
     "api": 9,         # autoscale_ray.search(...)
     "verbs": 10,
     "cli": 10,

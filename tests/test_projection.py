@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.fits.project import project
 from autoscale_ray.laws.projection import fit_projection, floor_weights
+from autoscale_ray.mixture import Mixture
 
 BETA = np.array([1.3, 0.6, 2.2, 0.9, 1.7])
 GAMMA = np.array([0.12, 0.45, 0.3, 0.6, 0.22])
@@ -106,3 +108,21 @@ def test_the_guard_extrapolates_only_what_the_sources_support() -> None:
     # no uncertainty known: exactly the paper's rule
     bare = [Mixture(tokens=m.tokens, weights=m.weights) for m in (small, large)]
     assert project(bare, 1.6e7).weights == paper.weights
+
+
+def test_shares_log_linear_is_the_other_two_point_rule_and_widens_the_interval() -> None:
+    from autoscale_ray.laws.projection import shares_log_linear
+
+    # two sources: each share moves by the same amount per e-fold of budget (exact, known answer)
+    shares = np.array([[0.5, 0.3, 0.2], [0.4, 0.35, 0.25]])
+    w = shares_log_linear(shares, np.array([1e6, 4e6]), 1.6e7)
+    assert w == pytest.approx([0.3, 0.4, 0.3])
+    # below 0: clipped and renormalised
+    assert shares_log_linear(np.array([[0.2, 0.8], [0.1, 0.9]]), np.array([1.0, 2.0]), 16.0) == pytest.approx([0.0, 1.0])
+    a = Mixture(tokens=1e6, weights={"x": 0.5, "y": 0.3, "z": 0.2})
+    b = Mixture(tokens=4e6, weights={"x": 0.4, "y": 0.35, "z": 0.25})
+    mix = project([a, b], 1.6e7)
+    other = mix.extra["model_alternatives"]["shares-log-linear"]
+    assert other == pytest.approx({"x": 0.3, "y": 0.4, "z": 0.3})
+    for d, (lo, hi) in mix.extra["intervals"].items():  # the interval holds both rules' points
+        assert lo <= min(mix.weights[d], other[d]) and max(mix.weights[d], other[d]) <= hi
