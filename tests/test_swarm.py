@@ -143,3 +143,38 @@ def test_random_picks_the_best_mean_mixture_and_pools_the_replicate_noise() -> N
     assert choice.noise_sd == pytest.approx(np.sqrt(0.02), rel=1e-9) and choice.replicates == 2
     sd, reps = measured_noise(np.array([1.0, 2.0, 5.0]), np.array([0, 1, 2]))
     assert sd is None and reps == 1
+
+
+def _lr_drive(method: str, lrs: list[float]) -> tuple[SwarmPlan, list, dict]:
+    """A swarm whose oracle has an LR optimum at 2e-3 (final loss + 0.05 (log lr - log 2e-3)^2)."""
+    cfg = SwarmConfig(method=method, base_weights={d: 0.25 for d in se.DOMAINS}, budget=BUDGET, size=12,
+                      target=int(se.TARGET), lrs=lrs, replicates=1, batch=4)
+    pred = Predictor(se.DOMAINS, se.TARGET, probes=[BUDGET], method=method, loss_draws=0)
+    plan = SwarmPlan(cfg)
+    plan.start()
+
+    def rows(spec) -> list[dict]:
+        rng = np.random.default_rng(zlib.crc32(spec.key.encode()))
+        out = se.Oracle(0.002, rng, se.SURFACES["transfer"]).rows(spec.key, spec.weights, spec.budget)
+        for r in out:
+            bump = 0.05 * (np.log(spec.lr) - np.log(2e-3)) ** 2
+            r.update(lr=spec.lr, loss=r["loss"] + bump, **{k: v + bump for k, v in r.items() if k.startswith("loss.")})
+        return out
+
+    return plan, drive_plan(plan, pred, rows), plan.results["recommendation"]
+
+
+def test_a_swarm_sweeps_the_lr_first_and_tpe_searches_it_jointly() -> None:
+    grid = [5e-4, 1e-3, 4e-3, 8e-3]
+    plan, issued, rec = _lr_drive("regmix", grid)
+    sweep = [s for s in issued if not s.key.startswith("swarm/")]
+    assert [s.stage for s in sweep] == ["lr"] * 4 and {s.lr for s in sweep} == set(grid)
+    swarm_lrs = {s.lr for s in issued if s.stage == "swarm"}
+    assert len(swarm_lrs) == 1 and 1.5e-3 < swarm_lrs.pop() < 2.7e-3  # the sweep's vertex, ~2e-3
+    assert rec["lr_interval_method"] == "prior" and rec["lr_interval"][0] < rec["lr"] < rec["lr_interval"][1]
+    assert rec["lr"] < 2.7e-3 * (se.TARGET / BUDGET) ** -0.2  # moved down to the target's horizon
+    _, issued, rec = _lr_drive("tpe", grid)
+    assert all(s.stage == "swarm" for s in issued)  # no sweep: the LR is one of TPE's dimensions
+    lrs = [s.lr for s in issued if "base" not in s.key]
+    assert len(set(lrs)) == len(lrs) and min(grid) <= min(lrs) and max(lrs) <= max(grid)
+    assert rec["lr_interval_method"] == "prior" and rec["lr_interval"][0] < rec["lr"] < rec["lr_interval"][1]
