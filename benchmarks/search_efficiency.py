@@ -41,6 +41,11 @@ suggest()/on_trial_complete() one trial at a time (no Tune, the same objects).
 
     .venv/bin/python benchmarks/search_efficiency.py [--seeds 5] [--cap 200] [--noise 0.01]
     .venv/bin/python benchmarks/search_efficiency.py --ddo-only [--seeds 10] [--noise 0.01]
+    .venv/bin/python benchmarks/search_efficiency.py --methods [--seeds 5] [--sizes 16 32]
+
+`--methods` runs every `search.method` through the search's own plans and predictor (DDOPlan with a
+refinement round; SwarmPlan for regmix, log-linear, random, tpe at the larger probe budget), the
+recommendation's gap at T per oracle.
 """
 
 from __future__ import annotations
@@ -260,6 +265,43 @@ def summary(needed: list[tuple[float, float]]) -> str:
             f"{'-' if not np.isfinite(tok) else f'{tok / TARGET:.2f}'}")
 
 
+def run_method(method: str, size: int, oracle: Oracle, best: float) -> tuple[int, int, float]:
+    """A swarm method exactly as `search.method` runs it (SwarmPlan + Predictor, the search's own
+    code path) with `size` runs at the larger probe budget: (runs, tokens, gap at T)."""
+    from autoscale_ray.searchers.swarm import SwarmConfig, SwarmPlan
+
+    cfg = SwarmConfig(method=method, base_weights={d: 1 / len(DOMAINS) for d in DOMAINS},
+                      budget=PROBES[-1], size=size, target=TARGET, lr=LR, replicates=2, batch=4)
+    pred = Predictor(DOMAINS, TARGET, probes=[PROBES[-1]], lr=LR, method=method, loss_draws=0)
+    plan = SwarmPlan(cfg)
+    plan.start()
+    issued = drive_plan(plan, pred, lambda spec: oracle.rows(spec.key, spec.weights, spec.budget))
+    return (len(issued), sum(s.budget for s in issued),
+            gap(plan.results["recommendation"]["weights"], best, oracle.surface))
+
+
+def methods(seeds: int, noise: float, sizes: tuple[int, ...]) -> None:
+    """Every `search.method` on both oracles through the search's own plans (DDO's with one
+    refinement round, the swarms at the larger probe budget with `sizes` runs): gap at T."""
+    print(f"search.method on both oracles, {seeds} noise seeds, noise sd {noise}; swarms at "
+          f"{PROBES[-1]:.0e} tokens (+3 runs of the prior: base and 2 replicates), DDO at {PROBES}\n")
+    print("| oracle | method | runs | tokens / T | gap median % | gap max % | <= 0.5% |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, surface in SURFACES.items():
+        _, best = true_optimum(TARGET, surface=surface)
+        arms = [("autoscale", 0)] + [(m, n) for m in ("regmix", "log-linear", "random", "tpe") for n in sizes]
+        for method, size in arms:
+            results = []
+            for seed in range(seeds):
+                oracle = Oracle(noise, np.random.default_rng(seed), surface)
+                results.append(run_ddo(PROBES, oracle, best, rounds=2) if method == "autoscale"
+                               else run_method(method, size, oracle, best))
+            gaps = np.array([g for *_, g in results])
+            print(f"| {name} | {method} | {int(np.median([r[0] for r in results]))} | "
+                  f"{np.median([r[1] for r in results]) / TARGET:.3f} | {100 * np.median(gaps):.3f} | "
+                  f"{100 * gaps.max():.3f} | {(gaps <= 0.005).sum()}/{seeds} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=None, help="noise seeds (default 5; 10 with --ddo-only)")
@@ -269,8 +311,17 @@ def main() -> None:
                     help="DDO rounds per probe to compare with --ddo-only (default 1 2)")
     ap.add_argument("--ddo-only", action="store_true",
                     help="only DDO + projection: both oracles x both DDO surrogates (about a minute)")
+    ap.add_argument("--methods", action="store_true",
+                    help="every search.method through the search's own plans, gap at T")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32],
+                    help="swarm sizes for --methods (default 16 32)")
     args = ap.parse_args()
     logging.getLogger("autoscale_ray").setLevel(logging.ERROR)  # DDO's notes on noisy fits
+    if args.methods:
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        methods(args.seeds or 5, args.noise, tuple(args.sizes))
+        return
     if args.ddo_only:
         ddo_only(args.seeds or 10, args.noise, tuple(args.rounds))
         return
