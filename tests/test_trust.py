@@ -300,3 +300,15 @@ def test_the_config_carries_the_data_settings(tmp_path: Path) -> None:
     search = load_config(write_config(tmp_path / "c.yaml", cfg_dict)).search
     assert search.max_epochs == 2.5 and search.available_tokens == {"markov": 1e6}
     assert search.replicates == 2  # the default: the noise is measured
+
+
+def test_the_verdict_names_no_budget_below_the_probes() -> None:
+    """Seed 1 of the demo: median signal/noise 3.3 and 14.5 at the two probes, yet fewer than half
+    the domains above the noise at the first: the verdict must not ask for a smaller probe."""
+    from autoscale_ray.fits.trust import _verdict
+
+    line = _verdict(False, ["100000", "300000"], {"100000": 3.3, "300000": 14.5}, [100000, 300000])
+    assert "cannot tell" in line and "tokens would reach" not in line and "more seeds" in line
+    line = _verdict(False, ["100000", "300000"], {"100000": 0.5, "300000": 1.0}, [100000, 300000])
+    need = float(line.split("about ")[1].split(" tokens")[0])
+    assert need > 300000

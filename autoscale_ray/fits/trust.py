@@ -100,7 +100,10 @@ def _verdict(distinguishable: bool, measured: Sequence[str], median_snr: Mapping
     if len(pts) >= 2 and pts[-1][1] > 0 and pts[0][1] > 0:
         (n1, s1), (n2, s2) = pts[0], pts[-1]
         g = math.log(s2 / s1) / math.log(n2 / n1)
-        if g > 0.05:
+        if s2 >= SNR_WITHIN_NOISE:  # the median domain is above the noise already: no budget to name
+            line += ("; the median domain's effect is above the noise at the largest probe, but not "
+                     "most domains' at every probe: more seeds (search.ddo.replicates) or larger factors")
+        elif g > 0.05:
             need = n2 * (SNR_WITHIN_NOISE / s2) ** (1 / g)
             line += (f"; at the growth seen between the probes (SNR ~ N^{g:.2f}) a probe budget of "
                      f"about {need:.3g} tokens would reach {SNR_WITHIN_NOISE:g} noise sd")
