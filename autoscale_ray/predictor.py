@@ -286,14 +286,9 @@ class Predictor:
         else:
             mix = sources[0]
             self._note("one probe budget only: the recommendation is its DDO optimum, not projected")
-            cap = cap_epochs(np.array([mix.weights[d] for d in self.domains]), self.target,
-                             np.array([float((self.available or {}).get(d, np.inf)) for d in self.domains]),
-                             self.max_epochs)
-            mix = Mixture(tokens=float(self.target), weights=dict(zip(self.domains, map(float, cap.weights))),
-                          at_bound=mix.at_bound, extra=mix.extra)
+            weights, capped, epochs = self._capped(mix.weights)
+            mix = Mixture(tokens=float(self.target), weights=weights, at_bound=mix.at_bound, extra=mix.extra)
             intervals, draws = mix.extra.get("intervals", {}), np.asarray(mix.extra.get("bootstrap_weights") or [])
-            capped = [d for d, c in zip(self.domains, cap.capped) if c and self.available]
-            epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
         law = self.lr_law()
         lr = float(law.predict(self.target)) if law else self.lr_for(self.target)
         lr_interval, lr_method = self.lr_interval(law)
@@ -331,6 +326,16 @@ class Predictor:
             },
         }
 
+    def _capped(self, weights: Mapping[str, float]) -> tuple[dict[str, float], list[str], dict[str, float]]:
+        """A mixture used unprojected at the target, under the data cap (laws/epochs.py): the
+        weights, the domains the cap binds, each known domain's epochs."""
+        cap = cap_epochs(np.array([weights[d] for d in self.domains]), self.target,
+                         np.array([float((self.available or {}).get(d, np.inf)) for d in self.domains]),
+                         self.max_epochs)
+        capped = [d for d, c in zip(self.domains, cap.capped) if c and self.available]
+        epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
+        return dict(zip(self.domains, map(float, cap.weights))), capped, epochs
+
     def _swarm_recommendation(self) -> dict[str, Any]:
         """A swarm method's answer (fits/swarm.py): its mixture from the runs at the swarm's budget,
         used unchanged at the target (capped by the data there), the LR moved to the target, the
@@ -341,13 +346,7 @@ class Predictor:
         budget = float(f["budget"].max())
         choice = choose_mixture(self._table(f, "swarm"), self.method, metric=self.metric,
                                 fixed=self.fixed_weights, level=self.level, seed=self.seed)
-        point = np.array([choice.weights[d] for d in self.domains])
-        cap = cap_epochs(point, self.target,
-                         np.array([float((self.available or {}).get(d, np.inf)) for d in self.domains]),
-                         self.max_epochs)
-        weights = dict(zip(self.domains, map(float, cap.weights)))
-        capped = [d for d, c in zip(self.domains, cap.capped) if c and self.available]
-        epochs = {d: float(e) for d, e in zip(self.domains, cap.epochs) if d in (self.available or {})}
+        weights, capped, epochs = self._capped(choice.weights)
         law = self.lr_law()
         lr, lr_interval, lr_method = self._swarm_lr(f, budget)
         # the data cap may move the point: its interval holds the capped point too

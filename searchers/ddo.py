@@ -32,9 +32,8 @@ from __future__ import annotations
 import logging
 import math
 
-from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from ray.tune.search import Searcher
 
@@ -43,20 +42,10 @@ from autoscale_ray.tuning.refine import GAIN, MOVED, keep_refining, refinement_s
 from autoscale_ray.tuning.specs import TrialSpec, ddo_perturbations, lr_sweep
 from autoscale_ray.interrupt import STOPPING
 from autoscale_ray.storage import Store
+from autoscale_ray.searchers.plan_queue import Fits, PlanQueue
 from autoscale_ray.searchers.persist import PickledState
 
 log = logging.getLogger("autoscale_ray")
-
-
-class Fits(Protocol):
-    """What the plan asks of the predictor."""
-
-    def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None: ...
-    def lr_for(self, budget: float) -> float: ...
-    def lr_best(self, probe: int) -> float | None: ...
-    def ddo_optimum(self, probe: int) -> dict[str, Any]: ...
-    def recommendation(self) -> dict[str, Any]: ...
-    def note(self, text: str) -> None: ...
 
 
 @dataclass
@@ -89,18 +78,10 @@ class PlanConfig:
 
 
 @dataclass
-class DDOPlan:
-    """The search's state machine. Everything in it pickles (no Ray handles)."""
+class DDOPlan(PlanQueue):
+    """The search's state machine (the queue and groups: PlanQueue)."""
 
     cfg: PlanConfig
-    queue: deque = field(default_factory=deque)            # TrialSpecs ready to issue
-    in_flight: dict[str, TrialSpec] = field(default_factory=dict)  # trial_id -> spec
-    done: dict[str, str] = field(default_factory=dict)      # key -> "ok" | "failed"
-    rows: dict[str, list[dict]] = field(default_factory=dict)  # key -> evaluation rows
-    meta: dict[str, dict] = field(default_factory=dict)        # key -> probe/arm of the trial
-    waiting: dict[str, set[str]] = field(default_factory=dict)  # group -> keys still to finish
-    results: dict[str, Any] = field(default_factory=dict)   # fits reached: lr/ddo/recommendation
-    finished: bool = False
     lr_grids: dict[int, list[float]] = field(default_factory=dict)  # probe -> LRs swept, sorted
     lr_rounds: dict[int, int] = field(default_factory=dict)  # probe -> extension rounds issued
     lr_open: set[int] = field(default_factory=set)           # probes whose LR stage is not final
@@ -125,40 +106,10 @@ class DDOPlan:
         """The design's trials plus the LR-sweep extensions enqueued so far."""
         return self.cfg.planned_trials() + self.lr_extra - self.rounds_skipped
 
-    # -- the Tune-facing half -------------------------------------------------------------
-    def next_spec(self, trial_id: str) -> TrialSpec | None:
-        if not self.queue:
-            return None
-        spec = self.queue.popleft()
-        self.in_flight[trial_id] = spec
-        return spec
+    LEFT_OUT = "left out of every fit, so its stage rests on fewer runs than designed"
 
-    def complete(self, trial_id: str, rows: list[dict], ok: bool, fits: Fits) -> None:
-        spec = self.in_flight.pop(trial_id, None)
-        if spec is None or spec.key in self.done:
-            return
-        self.done[spec.key] = "ok" if ok else "failed"
-        if ok and rows:
-            self.rows[spec.key] = rows
-            self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("arm"),
-                                   "round": int(spec.tags.get("round", 1))}
-            fits.add(spec.key, rows, self.meta[spec.key])
-        elif not ok:
-            fits.note(f"trial {spec.key} ({trial_id}) failed or diverged: left out of every fit, "
-                      f"so its stage rests on fewer runs than designed")
-        for group, keys in list(self.waiting.items()):
-            keys.discard(spec.key)
-            if not keys:
-                del self.waiting[group]
-                self._group_done(group, fits)
-        if not self.queue and not self.in_flight and not self.waiting:
-            self.finished = True
-
-    # -- stage transitions -----------------------------------------------------------------
-    def _enqueue(self, group: str, specs: list[TrialSpec]) -> None:
-        fresh = [s for s in specs if s.key not in self.done]
-        self.waiting[group] = {s.key for s in fresh}
-        self.queue.extend(fresh)
+    def _meta(self, spec: TrialSpec) -> dict[str, Any]:
+        return {"probe": spec.probe, "arm": spec.tags.get("arm"), "round": int(spec.tags.get("round", 1))}
 
     def _ddo_specs(self, probe: int, lr_for) -> list[TrialSpec]:
         cfg = self.cfg

@@ -1,7 +1,6 @@
 """The swarm methods' plan: many proxy runs at one budget, their mixture used at the target.
 
-`SwarmPlan` has `DDOPlan`'s protocol (start / next_spec / complete / planned_trials / finished /
-results), so `DDOSearcher` drives it in the same Tune experiment, with the same trial contract,
+`SwarmPlan` is a `PlanQueue` (searchers/plan_queue.py) as `DDOPlan` is, so `DDOSearcher` drives it in the same Tune experiment, with the same trial contract,
 runs table, `done/` records and --resume; the predictor turns the runs into the recommendation
 (`autoscale_ray.fits.swarm`). Stages:
 
@@ -20,7 +19,6 @@ runs table, `done/` records and --resume; the predictor turns the runs into the 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -28,7 +26,8 @@ import numpy as np
 
 from autoscale_ray.laws.regmix_sampler import regmix_dirichlet
 from autoscale_ray.tuning.specs import TrialSpec, lr_sweep
-from autoscale_ray.searchers.ddo import Fits, _edge_side, _extend, _final_loss
+from autoscale_ray.searchers.ddo import _edge_side, _extend, _final_loss
+from autoscale_ray.searchers.plan_queue import Fits, PlanQueue
 
 TPE_LOG_RANGE = 3.0   # logits within +-3 of the prior's: one domain up to e^6 times another's share
 TPE_STARTUP = 8       # TPE's random start-up trials before it models the results
@@ -60,16 +59,10 @@ class SwarmConfig:
 
 
 @dataclass
-class SwarmPlan:
+class SwarmPlan(PlanQueue):
+    """The swarm's stages (module docstring); the queue and groups: PlanQueue."""
+
     cfg: SwarmConfig
-    queue: deque = field(default_factory=deque)
-    in_flight: dict[str, TrialSpec] = field(default_factory=dict)
-    done: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[dict]] = field(default_factory=dict)
-    meta: dict[str, dict] = field(default_factory=dict)
-    waiting: dict[str, set[str]] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
-    finished: bool = False
     lr_grid: list[float] = field(default_factory=list)
     lr_rounds: int = 0
     lr_extra: int = 0
@@ -77,6 +70,8 @@ class SwarmPlan:
     issued: int = 0                       # swarm runs issued (tpe: asked)
     tpe: Any = None                       # Ray's OptunaSearch (tpe only)
     batch_keys: list[str] = field(default_factory=list)
+
+    LEFT_OUT = "left out of the swarm's fit"
 
     @property
     def names(self) -> list[str]:
@@ -95,41 +90,9 @@ class SwarmPlan:
     def planned_trials(self) -> int:
         return self.cfg.planned_trials() + self.lr_extra
 
-    # -- DDOPlan's Tune-facing protocol ---------------------------------------------------------
-    def next_spec(self, trial_id: str) -> TrialSpec | None:
-        if not self.queue:
-            return None
-        spec = self.queue.popleft()
-        self.in_flight[trial_id] = spec
-        return spec
-
-    def complete(self, trial_id: str, rows: list[dict], ok: bool, fits: Fits) -> None:
-        spec = self.in_flight.pop(trial_id, None)
-        if spec is None or spec.key in self.done:
-            return
-        self.done[spec.key] = "ok" if ok and rows else "failed"
-        if ok and rows:
-            self.rows[spec.key] = rows
-            self.meta[spec.key] = {"probe": spec.probe, "arm": spec.tags.get("method")}
-            fits.add(spec.key, rows, self.meta[spec.key])
-        else:
-            fits.note(f"trial {spec.key} ({trial_id}) failed or diverged: left out of the "
-                      "swarm's fit")
-        for group, keys in list(self.waiting.items()):
-            keys.discard(spec.key)
-            if not keys:
-                del self.waiting[group]
-                self._group_done(group, fits)
-        if not self.queue and not self.in_flight and not self.waiting:
-            self.finished = True
-
     # -- stages -----------------------------------------------------------------------------------
-    def _enqueue(self, group: str, specs: list[TrialSpec]) -> None:
-        fresh = [s for s in specs if s.key not in self.done]
-        self.waiting[group] = {s.key for s in fresh}
-        self.queue.extend(fresh)
-        if not fresh:  # every one recorded already (cannot happen in a search; keeps it total)
-            del self.waiting[group]
+    def _meta(self, spec: TrialSpec) -> dict[str, Any]:
+        return {"probe": spec.probe, "arm": spec.tags.get("method")}
 
     def _group_done(self, group: str, fits: Fits) -> None:
         if group == "lr":

@@ -50,9 +50,7 @@ def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Map
                    f"and its projected weight {weights.get(d, math.nan):.3g} is not identified; lower "
                    "search.ddo.min_multiplier or add a round"
                    for d in at_bound]
-    cap_lines = [f"`{d}` capped at {max_epochs:g} epochs of its data ({epochs.get(d, math.nan):.3g} "
-                 "epochs at the target): the rest went to the other domains; add data of it "
-                 "or raise search.max_epochs" for d in capped]
+    cap_lines = _cap_lines(capped, epochs, max_epochs)
     prior_share = _prior_share(lr_law)
     lr_on_prior = lr_method != "law" or (prior_share is not None and prior_share > PRIOR_SHARE)
     if lr_on_prior:
@@ -78,6 +76,13 @@ def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Map
         "extrapolation_factor": factor,
         "actions": actions,
     }
+
+
+def _cap_lines(capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float) -> list[str]:
+    """One line per domain the data cap binds at the target."""
+    return [f"`{d}` capped at {max_epochs:g} epochs of its data ({epochs.get(d, math.nan):.3g} "
+            "epochs at the target): the rest went to the other domains; add data of it "
+            "or raise search.max_epochs" for d in capped]
 
 
 def _prior_share(law: Any) -> float | None:
@@ -143,9 +148,7 @@ def swarm_trust(*, swarm: Mapping[str, Any], weights: Mapping[str, float],
                        "more swarm runs (search.swarm.size) narrow it")
     bound_lines = [f"`{d}` gets (almost) no weight from {method}: its optimum is not identified "
                    "from the swarm's runs" for d in at_bound]
-    cap_lines = [f"`{d}` capped at {max_epochs:g} epochs of its data ({epochs.get(d, math.nan):.3g} "
-                 "epochs at the target): the rest went to the other domains; add data of it "
-                 "or raise search.max_epochs" for d in capped]
+    cap_lines = _cap_lines(capped, epochs, max_epochs)
     factor = float(target) / float(budget)
     actions.append(f"the mixture picked at {budget:.3g} tokens is used unchanged at {factor:.3g}x that "
                    "budget (no projection): method autoscale extrapolates it")
