@@ -331,13 +331,16 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
         grid = tuner.fit()
     finally:
         TUNE_RUNNING.clear()
+    tune_wall = time.time() - started
     if stopping.is_set():
         return None
     rows = ray.get(predictor.frame.remote())
     if rows.empty:
         raise RuntimeError("the search produced no completed trials")
     rec = ray.get(predictor.recommendation.remote())
-    rec["evidence"]["utilisation"] = utilisation(grid, time.time() - started, cfg, progress.retries)
+    rec["evidence"]["utilisation"] = {**utilisation(grid, tune_wall, cfg, progress.retries),
+                                      **progress.timeline(started),
+                                      "fit_seconds": time.time() - started - tune_wall}
     rec["evidence"]["corpus"] = corpus_identity(cfg, corpus)
     write_results(store, rows, rec)
     attach_results(cfg, store, rec)  # recommendation + report to an MLflow / W&B run
@@ -443,7 +446,8 @@ def corpus_identity(cfg: ExperimentConfig, corpus: Any) -> dict[str, Any]:
 
 
 def utilisation(grid: Any, wall: float, cfg: ExperimentConfig, retries: int) -> dict[str, Any]:
-    """How busy the trial slots were: trial seconds / (wall seconds x slots)."""
+    """How busy the trial slots were: trial seconds / (the Tune experiment's wall seconds x slots);
+    the predictor's final fit runs after the slots are released, so it is reported apart."""
     slots = cfg.resources.max_concurrent_trials
     busy = sum(float(result.metrics.get("time_total_s", 0.0)) for result in grid if result.metrics)
     return {"busy_trial_seconds": busy, "wall_seconds": wall, "slots": slots,

@@ -222,6 +222,14 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def _slot_line(util: dict[str, Any]) -> str:
+    """The slots' idle time: between trials (median gap) and the experiment's start and end."""
+    if util.get("median_gap_s") is None:
+        return ""
+    return (f"; idle between trials in a slot: median {util['median_gap_s']:.2f} s, 90th percentile "
+            f"{util['p90_gap_s']:.2f} s; experiment start {util['start_s']:.1f} s, end {util['end_s']:.1f} s")
+
+
 def write_report(folder: str | Path, name: str | None = None) -> Path:
     """Write `report.md` and its plots into `folder` from `runs.parquet` and `recommendation.json`;
     `name` titles it (default: the folder's name)."""
@@ -268,7 +276,7 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
         lines += [f"Trials: {util.get('trials')} ({util.get('errors')} errors); utilisation "
                   f"{util.get('utilisation', float('nan')):.2f} = busy trial time "
                   f"{util.get('busy_trial_seconds', 0):.0f} s / (wall {util.get('wall_seconds', 0):.0f} s "
-                  f"x {util.get('slots')} slots).", ""]
+                  f"x {util.get('slots')} slots)" + _slot_line(util) + ".", ""]
     if ev.get("notes"):
         lines += ["## Warnings", "", *[f"- {n}" for n in ev["notes"]], ""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from autoscale_ray.tuning.layout import write_progress
+from autoscale_ray.tuning.slots import slot_timeline
 from autoscale_ray.storage import Store
 
 
@@ -37,9 +38,16 @@ class ProgressCallback(Callback):
         self.started = time.time()
         self.running: dict[str, float] = {}
         self.durations: list[float] = []
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each finished trial
+        self.ended: float | None = None  # when the Tune experiment ended
         self.failed = 0
         self.retries = 0
         self.stage = "-"
+
+    def timeline(self, began: float) -> dict[str, float | None]:
+        """Idle gaps between trials in a slot, and the experiment's start (from `began`, when
+        Tuner.fit was called) and end (tuning/slots.py)."""
+        return slot_timeline(self.spans, self.slots, began, self.ended or time.time())
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running[trial.trial_id] = time.time()
@@ -91,7 +99,9 @@ class ProgressCallback(Callback):
     def _finish(self, trial: Any, failed: bool) -> None:
         began = self.running.pop(trial.trial_id, None)
         if began is not None:
-            self.durations.append(time.time() - began)
+            end = time.time()
+            self.durations.append(end - began)
+            self.spans.append((began, end))
         status = (trial.last_result or {}).get("status")
         bad = failed or status in ("diverged", "failed")
         self.failed += int(bad)
@@ -123,6 +133,7 @@ class ProgressCallback(Callback):
         self._finish(trial, failed=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.ended = time.time()
         if self.live:
             sys.stderr.write("\n")  # the bar's last state stays on screen
             sys.stderr.flush()
