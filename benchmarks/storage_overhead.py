@@ -1,7 +1,7 @@
 """Wall time of the same search with `--out` on a local folder vs on S3 (moto's server on loopback).
 
 Both runs are `autoscale-ray run` in a subprocess on a fresh local Ray, same synthetic corpus (packed
-once beforehand, so neither pays for packing), same plan (2 probes x 9 DDO trials, tiny gpt2). The
+once beforehand, so neither pays for packing), same plan (2 probes of DDO trials, tiny gpt2; 40 trials with the plan of stop 25). The
 S3 run also keeps Tune's experiment (results, checkpoints, searcher state), the done/ markers and
 the corpus upload on S3. Loopback S3 has no network latency, so this measures the extra work of
 the object-store path (uploads, listing, per-trial markers), not a real bucket's round trips.
