@@ -25,7 +25,8 @@ from helpers import experiment_config  # noqa: E402
 
 def bare_tune(trials: int, slots: int, seconds: float, storage: Path) -> tuple[float, float]:
     """The baseline: a bare Tune experiment of the same shape (function trainables that sleep
-    `seconds`, `slots` at a time, actors reused). Returns (utilisation, start s) -- Tune's own
+    `seconds`, `slots` at a time, actors reused unless
+    `--no-reuse` patched TuneConfig for both runs). Returns (utilisation, start s) -- Tune's own
     ceiling on this machine."""
     from ray import tune
 
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=2.2e4)
     ap.add_argument("--out", default="results/swarm-overhead")
     ap.add_argument("--no-reuse", action="store_true",
-                    help="the 'before': a new trial actor per trial (Tune's reuse_actors off)")
+                    help="the 'before': a new trial actor per trial (Tune's reuse_actors off), search and baseline")
     args = ap.parse_args()
     if args.no_reuse:
         from ray import tune

@@ -37,7 +37,6 @@ class ProgressCallback(Callback):
         self._planned = planned  # asked each time: LR-sweep extensions add trials on the way
         self.started = time.time()
         self.running: dict[str, float] = {}
-        self.durations: list[float] = []
         self.spans: list[tuple[float, float]] = []  # (start, end) of each finished trial
         self.ended: float | None = None  # when the Tune experiment ended
         self.failed = 0
@@ -65,12 +64,12 @@ class ProgressCallback(Callback):
     def _numbers(self, last: str | None) -> dict[str, Any]:
         """What the bar, the plain line and progress.json show."""
         elapsed = time.time() - self.started
-        done = len(self.durations)
+        done = len(self.spans)
         planned = self._planned() if self._planned else None
         eta = None
         if planned and done:
             left = max(planned - done - len(self.running), 0) + len(self.running) / 2
-            eta = left * sum(self.durations) / done / self.slots
+            eta = left * sum(end - start for start, end in self.spans) / done / self.slots
         budget = max(self.best) if self.best else None
         return {"stage": self.stage, "done": done, "failed": self.failed, "running": len(self.running),
                 "planned": planned, "retries": self.retries, "elapsed_s": elapsed, "eta_s": eta,
@@ -99,9 +98,7 @@ class ProgressCallback(Callback):
     def _finish(self, trial: Any, failed: bool) -> None:
         began = self.running.pop(trial.trial_id, None)
         if began is not None:
-            end = time.time()
-            self.durations.append(end - began)
-            self.spans.append((began, end))
+            self.spans.append((began, time.time()))
         status = (trial.last_result or {}).get("status")
         bad = failed or status in ("diverged", "failed")
         self.failed += int(bad)
