@@ -18,6 +18,9 @@ search:
   ddo: {down: 0.2, up: 3.0, design: fixed-others, min_multiplier: 0.2, surrogate: paper, rounds: 2,
         replicates: 2}                         # replicates: extra seeds of the base (the noise)
   max_epochs: 4                                # no domain's data repeated more at the target
+  # projector: mixing-law                      # or autoscale (default); mixing-law needs:
+  # probe_models: [gpt2-nano, gpt2-micro, gpt2-tiny]   # >= 3 model sizes (instead of train.model)
+  # target_params: 1.0e6                       # the target model's parameters
   available_tokens: {web: 2.0e9}               # optional: tokens per domain (default: the corpus's)
 resources:
   max_concurrent_trials: 2
@@ -93,10 +96,17 @@ class SearchSpec:
     swarm_size: int = 16              # swarm methods: proxy runs (uniform/fixed: seeds)
     swarm_budget: int | None = None   # swarm methods: tokens per proxy (default the smallest probe)
     fixed_weights: Mapping[str, float] | None = None  # method fixed: the mixture
+    projector: str = "autoscale"      # autoscale (DDO optima across budgets) | mixing-law
+    probe_models: tuple[str, ...] = ()  # mixing-law: the proxy models (>= 3 sizes)
+    target_params: float | None = None  # mixing-law: the target model's parameters
 
     @property
     def swarm(self) -> bool:
         return self.method != "autoscale"
+
+    @property
+    def mixing_law(self) -> bool:
+        return self.projector == "mixing-law"
 
     @property
     def proxy_budget(self) -> int:
@@ -134,11 +144,18 @@ class ExperimentConfig:
     source: str = "<config>"
     trackers: TrackerSpec = field(default_factory=TrackerSpec)
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The proxy models the search trains: the probe models, else train.model."""
+        return self.search.probe_models or (str(self.train.get("model", "gpt2-tiny")),)
+
     def train_config(self, **per_trial: Any) -> TrainConfig:
         return TrainConfig.from_mapping({**self.train, **per_trial}, f"{self.source}: train")
 
 
 SURROGATES = ("paper", "transfer")
+PROJECTORS = ("autoscale", "mixing-law")
+MIN_PROBE_MODELS = 3  # the law's form is chosen by holding out the largest: 2 sizes to fit, 1 to judge
 METHODS = ("autoscale", "regmix", "log-linear", "random", "tpe", "uniform", "fixed")
 SWARM_KEYS = {"size": "swarm_size", "budget": "swarm_budget", "weights": "fixed_weights"}
 TOP_KEYS = ("name", "corpus", "train", "search", "resources", "storage_path", "loggers", "mlflow", "wandb")
@@ -161,7 +178,7 @@ SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number
                 "lr_extend_rounds": Number(positive=False, whole=True, least=0, most=8),
                 "target_seeds": COUNT, "min_weight": Number(positive=False, most=0.5), "seed": COUNT,
                 "swarm_size": Number(positive=False, whole=True, least=2, most=100_000),
-                "swarm_budget": TOKENS}
+                "swarm_budget": TOKENS, "target_params": Number(most=1e14)}
 RESOURCE_SPECS = {"max_concurrent_trials": WHOLE, "cpus_per_trial": Number(most=1024),
                   "gpus_per_trial": Number(positive=False, most=64), "trials_per_gpu": WHOLE,
                   "max_failures": COUNT}
@@ -190,6 +207,9 @@ def parse_config(obj: Any, source: str = "<config>") -> ExperimentConfig:
     corpus = _corpus(_section(obj, "corpus", source), f"{source}: corpus")
     train = _train(_section(obj, "train", source, required=False), f"{source}: train")
     search = _search(_section(obj, "search", source), f"{source}: search")
+    if search.probe_models and "model" in train:
+        raise BadInput("train.model and search.probe_models both name the proxy model",
+                       f"{source}: train.model", "keep the models in search.probe_models only")
     resources = _resources(obj, source)
     storage = _storage_path(obj.get("storage_path"), f"{source}: storage_path")
     trackers = _trackers(obj, source)
@@ -228,17 +248,20 @@ def _corpus(c: dict[str, Any], where: str) -> CorpusSpec:
 
 def _train(train: dict[str, Any], where: str) -> dict[str, Any]:
     """A known model (a preset or a transformers config.json) and no key the search sets."""
-    model = train.get("model", "gpt2-tiny")
-    if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
-        raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",
-                       f"{where}.model", f"use one of {', '.join(PRESETS)} or a transformers config.json path")
-    if model not in PRESETS:
-        _check_model_file(model, f"{where}.model")
+    _check_model(train.get("model", "gpt2-tiny"), f"{where}.model")
     owned = sorted(set(train) & set(SEARCH_OWNED))
     if owned:
         raise BadInput(f"train.{owned[0]} is set by the search for each trial", where,
                        "remove it (budgets and LRs go under `search:`)")
     return train
+
+
+def _check_model(model: Any, where: str) -> None:
+    if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
+        raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",
+                       where, f"use one of {', '.join(PRESETS)} or a transformers config.json path")
+    if model not in PRESETS:
+        _check_model_file(model, where)
 
 
 def _search(s: dict[str, Any], where: str) -> SearchSpec:
@@ -275,6 +298,16 @@ def _search_values(s: dict[str, Any], where: str) -> dict[str, Any]:
         s["fixed_weights"] = {check_name(d, f"{where}.swarm.weights", "domain"):
                               number(w, f"{where}.swarm.weights.{d}", Number(positive=False))
                               for d, w in given.items()}
+    if s.get("probe_models") is not None:
+        models = s["probe_models"]
+        if not isinstance(models, list) or not models:
+            raise BadInput("`probe_models` must be a list of models", f"{where}.probe_models",
+                           "give e.g. [gpt2-nano, gpt2-micro, gpt2-tiny]")
+        for i, model in enumerate(models):
+            _check_model(model, f"{where}.probe_models[{i}]")
+        if len(set(models)) != len(models):
+            raise BadInput("probe models repeat", f"{where}.probe_models", "give distinct models")
+        s["probe_models"] = tuple(models)
     probes = s.get("probe_budgets")
     if probes is None and s.get("method", "autoscale") != "autoscale" and s.get("swarm_budget"):
         probes = [s["swarm_budget"]]  # a swarm method trains at its own budget only
@@ -303,6 +336,16 @@ def _check_search(search: SearchSpec, where: str) -> None:
     if search.method not in METHODS:
         raise BadInput(f"method {short(search.method)} is unknown", f"{where}.method",
                        f"use one of: {', '.join(METHODS)}")
+    if search.projector not in PROJECTORS:
+        raise BadInput(f"projector {short(search.projector)} is unknown", f"{where}.projector",
+                       f"use {' or '.join(PROJECTORS)}")
+    if search.mixing_law:
+        _check_mixing_law(search, where)
+    elif search.probe_models or search.target_params is not None:
+        key = "probe_models" if search.probe_models else "target_params"
+        raise BadInput(f"`{key}` is for the mixing-law projector: AutoScale's projection extrapolates "
+                       "across token budgets for one model", f"{where}.{key}",
+                       "set `projector: mixing-law`, or remove it (the model is train.model)")
     if search.swarm:
         _check_swarm(search, where)
     elif search.lr_grid and len(search.probe_budgets) < 2:
@@ -320,6 +363,29 @@ def _check_search(search: SearchSpec, where: str) -> None:
                        f"use {' or '.join(SURROGATES)}")
     if search.metric not in ("mean-loss", "mean-ppl"):
         raise BadInput(f"metric {short(search.metric)} is unknown", f"{where}.metric", "use mean-loss or mean-ppl")
+
+
+def _check_mixing_law(search: SearchSpec, where: str) -> None:
+    """The mixing-law projector (searchers/mixlaw_plan.py): DDO's design at >= 3 probe models,
+    one fixed LR, a target model size; nothing of the other plans' stages."""
+    if search.swarm:
+        raise BadInput(f"projector mixing-law fits the DDO design's runs; method {search.method} "
+                       "picks its mixture from a swarm", f"{where}.projector",
+                       "use method autoscale with projector mixing-law, or remove the projector")
+    if len(search.probe_models) < MIN_PROBE_MODELS:
+        raise BadInput(f"projector mixing-law needs >= {MIN_PROBE_MODELS} probe_models (2 sizes to fit "
+                       f"the law, the largest to choose its form), got {len(search.probe_models)}",
+                       f"{where}.probe_models", "give e.g. [gpt2-nano, gpt2-micro, gpt2-tiny]")
+    if search.target_params is None:
+        raise BadInput("projector mixing-law needs the target model's size", f"{where}.target_params",
+                       "give e.g. target_params: 1.0e8")
+    if search.lr_grid or search.lr is None:
+        raise BadInput("projector mixing-law trains every probe model at one fixed LR: LR sweeps "
+                       "per model size are not supported yet", f"{where}.lr_grid" if search.lr_grid
+                       else f"{where}.lr", "give `lr:` instead of `lr_grid:`")
+    if search.target_seeds:
+        raise BadInput("target_seeds train train.model at the target; the mixing-law target is "
+                       "another model size", f"{where}.target_seeds", "remove target_seeds")
 
 
 def _check_swarm(search: SearchSpec, where: str) -> None:

@@ -351,9 +351,15 @@ def plan_config(cfg: ExperimentConfig, weights: dict[str, float]) -> Any:
     """The plan's settings from the config's search section: DDO's (stages, probe budgets, grids)
     or a swarm method's (searchers/swarm.py)."""
     from autoscale_ray.searchers.ddo import PlanConfig
+    from autoscale_ray.searchers.mixlaw_plan import MixlawPlanConfig
     from autoscale_ray.searchers.swarm import SwarmConfig
 
     search = cfg.search
+    if search.mixing_law:
+        return MixlawPlanConfig(models=search.probe_models, probes=search.probe_budgets,
+                                base_weights=weights, target=search.target_budget, lr=float(search.lr),
+                                down=search.down, up=search.up, design=search.design,
+                                replicates=search.replicates, seed=search.seed)
     if search.swarm:
         return SwarmConfig(method=search.method, base_weights=weights, budget=search.proxy_budget,
                            size=search.swarm_size, target=search.target_budget, lrs=search.lr_grid,
@@ -391,7 +397,8 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
                            batch_tokens=cfg.train_config().global_batch_tokens,
                            surrogate=search.surrogate, available=available,
                            max_epochs=search.max_epochs, method=search.method,
-                           fixed_weights=search.fixed_weights, seed=search.seed)
+                           fixed_weights=search.fixed_weights, seed=search.seed,
+                           projector=search.projector, target_params=search.target_params)
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:
@@ -409,11 +416,14 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
     from autoscale_ray.tuning.trackers import tune_callbacks
     from autoscale_ray.tuning.trial import search_trial
     from autoscale_ray.searchers.ddo import DDOPlan, DDOSearcher
+    from autoscale_ray.searchers.mixlaw_plan import MixlawPlan, MixlawPlanConfig
     from autoscale_ray.searchers.swarm import SwarmConfig, SwarmPlan
 
     resources = cfg.resources
     if isinstance(plan, SwarmConfig):
         plan = SwarmPlan(plan)
+    elif isinstance(plan, MixlawPlanConfig):
+        plan = MixlawPlan(plan)
     elif not hasattr(plan, "next_spec"):  # DDO's settings; a plan object is used as it is
         plan = DDOPlan(plan)
     searcher = DDOSearcher(plan, predictor_name(cfg), output=store.location)

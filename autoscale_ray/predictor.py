@@ -28,8 +28,9 @@ from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.ddo import ddo
 from autoscale_ray.fits.ddo_models import with_other_surrogate
 from autoscale_ray.fits.project import project
+from autoscale_ray.fits.mixlaw_search import held_out_line, mixlaw_answer
 from autoscale_ray.fits.swarm import CHOOSING, at_bound as swarm_at_bound, choose_mixture
-from autoscale_ray.fits.trust import swarm_trust, trust_summary
+from autoscale_ray.fits.trust import mixlaw_trust, swarm_trust, trust_summary
 
 log = logging.getLogger("autoscale_ray")
 
@@ -47,8 +48,12 @@ class Predictor:
                  available: Mapping[str, float] | None = None, max_epochs: float = MAX_EPOCHS,
                  level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS,
                  compare_models: bool = True, method: str = "autoscale",
-                 fixed_weights: Mapping[str, float] | None = None, seed: int = 0) -> None:
+                 fixed_weights: Mapping[str, float] | None = None, seed: int = 0,
+                 projector: str = "autoscale", target_params: float | None = None) -> None:
         self.domains = tuple(domains)
+        # autoscale: DDO optima across budgets; mixing-law: the law over probe models (fits/mixlaw_search.py)
+        self.projector = projector
+        self.target_params = target_params
         self.method = method  # autoscale (DDO + projection) or a swarm method (fits/swarm.py)
         self.fixed_weights = dict(fixed_weights) if fixed_weights else None
         self.seed = int(seed)
@@ -261,7 +266,10 @@ class Predictor:
         searcher asks when the last probe is fitted, the pipeline again at the end)."""
         if self._cached is not None and self._cached[0] == (self._version, len(self.notes)):
             return copy.deepcopy(self._cached[1])
-        rec = self._recommendation() if self.method == "autoscale" else self._swarm_recommendation()
+        if self.projector == "mixing-law":
+            rec = self._mixlaw_recommendation()
+        else:
+            rec = self._recommendation() if self.method == "autoscale" else self._swarm_recommendation()
         self._cached = ((self._version, len(self.notes)), copy.deepcopy(rec))
         return rec
 
@@ -369,6 +377,48 @@ class Predictor:
             "evidence": {"probe_optima": {}, "swarm": swarm, "projection": None,
                          "lr_law": None if law is None else law.to_json(),
                          "lr_horizons": self.lr_horizons(),
+                         "trials": sorted({r["key"] for r in self.rows}),
+                         "notes": list(dict.fromkeys(self.notes))},
+        }
+
+    def _mixlaw_recommendation(self) -> dict[str, Any]:
+        """The mixing-law projector's answer: the law over every probe model's runs, its mixture
+        at (target_params, target budget) under the data cap; the same keys as DDO's answer plus
+        `projector`, `target_params` and `evidence.mixing_law` (the form, its held-out error)."""
+        f = self.frame("mixlaw")
+        if f.empty:
+            raise RuntimeError("no completed probe runs: see the warnings")
+        ans = mixlaw_answer(validate(f, "<search: mixing law>", require=["loss", "params"]),
+                            params=float(self.target_params), tokens=float(self.target),
+                            available=self.available, max_epochs=self.max_epochs, level=self.level,
+                            seed=self.seed)
+        self._note(held_out_line(ans.fit))
+        if ans.fit["bootstrap"] < ans.fit["bootstrap_drawn"]:
+            self._note(f"mixing law: {ans.fit['bootstrap_drawn'] - ans.fit['bootstrap']} of "
+                       f"{ans.fit['bootstrap_drawn']} bootstrap resamples could not be fitted (too few "
+                       "distinct mixtures) or predicted no finite loss, and are left out of the intervals"
+                       + ("; no intervals" if ans.fit["bootstrap"] < 2 else ""))
+        trust = mixlaw_trust(fit=ans.fit, noise=ans.noise, weights_interval=ans.interval,
+                             at_zero=ans.at_zero, capped=ans.capped, epochs=ans.epochs,
+                             max_epochs=self.max_epochs, level=self.level)
+        for line in trust["at_bound_lines"]:
+            self._note(line)
+        lr = float(self.fixed_lr)
+        self._note(f"the LR is the configured search.lr ({lr:.3g}) of every probe model; the "
+                   "mixing-law projector does not move it to the target model")
+        expected = {"source": "mixing-law", "runs": sorted(f["key"].unique()), "per_domain": ans.expected,
+                    "interval": ans.expected_interval, "level": self.level,
+                    "objective": ans.objective, "objective_interval": ans.objective_interval}
+        return {
+            "method": self.method, "projector": "mixing-law", "tokens": self.target,
+            "target_params": float(self.target_params), "weights": ans.weights,
+            "weights_interval": ans.interval, "interval_level": self.level, "at_bound": ans.at_zero,
+            "capped": ans.capped, "epochs": ans.epochs, "max_epochs": self.max_epochs,
+            "available_tokens": self.available, "lr": lr, "lr_interval": [math.nan, math.nan],
+            "lr_interval_method": "fixed", "lr_batch_tokens": self.batch_tokens,
+            "expected_loss": expected, "expected_loss_interval": expected["interval"], "trust": trust,
+            "evidence": {"probe_optima": {}, "mixing_law": {**ans.fit, "noise": ans.noise},
+                         "projection": None, "lr_law": None, "lr_horizons": [],
                          "trials": sorted({r["key"] for r in self.rows}),
                          "notes": list(dict.fromkeys(self.notes))},
         }

@@ -34,7 +34,7 @@ def plot_loss_curves(frame: pd.DataFrame, path: Path) -> str:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     colors = {"lr": "tab:gray", "ddo": "tab:blue", "verify": "tab:green", "target": "tab:red",
-              "swarm": "tab:purple"}
+              "swarm": "tab:purple", "mixlaw": "tab:orange"}
     colors = {k: c for k, c in colors.items() if k in set(frame["stage"])}
     for (key, stage), run in frame.groupby(["key", "stage"], sort=False):
         run = run.sort_values("tokens")
@@ -99,9 +99,11 @@ def plot_mixtures(rec: dict[str, Any], path: Path) -> str:
                 ax.errorbar([x], [y], yerr=[[y - iv[0]], [iv[1] - y]], color=line.get_color(),
                             capsize=3, lw=1)
     swarm = rec["evidence"].get("swarm")
-    ax.set(xscale="log", xlabel="token budget", ylabel="weight",
-           title=f"{swarm['method']}'s mixture (*), used unchanged at the target" if swarm else
-           "DDO optima (o) and the AutoScale projection (*), with intervals")
+    title = ("the mixing law's optimum at the target model and budget (*), with intervals"
+             if rec.get("projector") == "mixing-law" else
+             f"{swarm['method']}'s mixture (*), used unchanged at the target" if swarm else
+             "DDO optima (o) and the AutoScale projection (*), with intervals")
+    ax.set(xscale="log", xlabel="token budget", ylabel="weight", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -111,7 +113,7 @@ def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
     swarm method: each run's final objective against the domain's weight)."""
     import matplotlib.pyplot as plt
 
-    if rec["evidence"].get("swarm"):
+    if rec["evidence"].get("swarm") or rec.get("projector") == "mixing-law":
         return plot_swarm(frame, rec, path)
 
     optima = rec["evidence"]["probe_optima"]
@@ -139,23 +141,31 @@ def plot_responses(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
 
 
 def plot_swarm(frame: pd.DataFrame, rec: dict[str, Any], path: Path) -> str:
-    """Per domain: each swarm run's final objective against the domain's weight, the chosen
-    weight (line) and its interval (band)."""
+    """Per domain: each swarm run's (a mixing-law search: each probe run's, one colour per model
+    size) final objective against the domain's weight, the chosen weight (line) and its interval
+    (band)."""
     import matplotlib.pyplot as plt
 
     domains = list(rec["weights"])
-    runs = frame[frame["stage"] == "swarm"]
+    law = rec.get("projector") == "mixing-law"
+    runs = frame[frame["stage"] == ("mixlaw" if law else "swarm")]
     final = runs.loc[runs.groupby("key")["tokens"].idxmax()]
     fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.2), squeeze=False)
-    chosen = rec["evidence"]["swarm"]["weights"]
+    chosen = rec["weights"] if law else rec["evidence"]["swarm"]["weights"]
+    groups = list(final.groupby("params")) if law else [(None, final)]
     for ax, d in zip(axes[0], domains):
-        ax.plot(final[f"w.{d}"], final["loss"], "o", color="tab:purple", alpha=0.7)
+        for n, g in groups:
+            ax.plot(g[f"w.{d}"], g["loss"], "o", alpha=0.7, color=None if law else "tab:purple",
+                    label=None if n is None else f"N = {float(n):.3g}")
         ax.axvline(chosen[d], color="k", lw=1)
         lo, hi = (rec.get("weights_interval") or {}).get(d, (chosen[d], chosen[d]))
         ax.axvspan(lo, hi, color="k", alpha=0.1)
         ax.set(title=d, xlabel="weight in the run")
     axes[0][0].set_ylabel("final loss (mean over domains)")
-    fig.suptitle(f"{rec['evidence']['swarm']['method']}: the swarm's runs and the chosen mixture", fontsize=9)
+    if law:
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle("mixing law: the probe runs and the law's optimum at the target" if law else
+                 f"{rec['evidence']['swarm']['method']}: the swarm's runs and the chosen mixture", fontsize=9)
     return _save(fig, path)
 
 
@@ -189,6 +199,8 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     if not isinstance(trust, dict):
         return []
     lines = ["## How far to trust this", "", f"- {trust['verdict']}."]
+    if trust.get("projector") == "mixing-law":
+        return lines + _mixlaw_trust_lines(rec, trust, frame)
     swarm = trust.get("method") is not None
     for probe, n in (trust.get("noise") or {}).items():
         noise = n.get("noise") or {}
@@ -217,6 +229,46 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
                  "rests on the prior exponent" if trust.get("lr_on_prior") else "comes from the fitted LR law")
     lines.append(f"- the LR {lr_source}; the target is {trust['extrapolation_factor']:.3g}x the "
                  f"{'swarm budget' if swarm else 'largest probe'}")
+    if trust.get("actions"):
+        lines += ["", "To tighten it:", *[f"- {a}" for a in trust["actions"]]]
+    return lines + [""]
+
+
+def _expected_line(rec: dict[str, Any]) -> str:
+    exp = rec["expected_loss"]
+    if exp["source"] == "mixing-law":
+        return (f"Expected per-domain losses: the mixing law's prediction at the target model and budget, "
+                f"fitted on {len(exp['runs'])} probe runs; mean {exp['objective']:.4g} "
+                f"[{exp['objective_interval'][0]:.4g}, {exp['objective_interval'][1]:.4g}].")
+    return f"Expected per-domain losses: L(D) fits on the {exp['source']} runs ({', '.join(exp['runs'])})."
+
+
+def _mixlaw_trust_lines(rec: dict[str, Any], trust: dict[str, Any], frame: pd.DataFrame) -> list[str]:
+    """The trust section's points for the mixing-law projector (fits/trust.mixlaw_trust)."""
+    law = rec["evidence"]["mixing_law"]
+    lines = []
+    for key, n in (trust.get("noise") or {}).items():
+        noise, snr = n.get("noise") or {}, (trust.get("median_snr") or {}).get(key)
+        sd = noise.get("objective_sd")
+        lines.append(f"- probe model {noise.get('params', 0):.3g} parameters at {noise.get('budget', 0):.3g} "
+                     "tokens: noise " + (f"sd {sd:.3g} over {noise.get('replicates')} base seeds; the design's "
+                                         f"mixtures spread the loss by {snr:.2g} sd" if sd else "not measured"))
+    err = trust.get("held_out_error")
+    lines.append(f"- the law ({law['form']} form): held-out error "
+                 + (f"{100 * err:.2f}% on the largest probe model ({law['held_out_params']:.3g} parameters), "
+                    "fitted without it" if err is not None else "not measured"))
+    widths = trust.get("interval_widths") or {}
+    if widths:
+        lines.append(f"- {int(100 * trust['level'])}% intervals of the target weights: widths "
+                     + ", ".join(f"{d} {w:.3g}" for d, w in widths.items()))
+    lines += [f"- {line}" for line in trust.get("at_bound_lines", []) + trust.get("capped_lines", [])]
+    failed = sorted(frame.loc[frame["status"].astype(str) == "failed", "run_id"].astype(str).unique()) \
+        if "status" in frame.columns else []
+    if failed:
+        lines.append(f"- trials left out of the fits (failed or diverged): {', '.join(failed)}")
+    lines.append(f"- the LR is the configured search.lr; the target ({float(rec['target_params']):.3g} "
+                 f"parameters, {float(rec['tokens']):.3g} tokens) is {trust['params_factor']:.3g}x the largest "
+                 f"probe model and {trust['extrapolation_factor']:.3g}x its most tokens")
     if trust.get("actions"):
         lines += ["", "To tighten it:", *[f"- {a}" for a in trust["actions"]]]
     return lines + [""]
@@ -261,16 +313,17 @@ def write_report(folder: str | Path, name: str | None = None) -> Path:
     lines = [
         f"# autoscale-ray report: {name or root.name}", "",
         *trust_lines(rec, frame),
-        f"Recommendation for a {float(rec['tokens']):.4g}-token run by method "
-        f"{rec.get('method', 'autoscale')} "
+        f"Recommendation for a {float(rec['tokens']):.4g}-token run"
+        + (f" of a {float(rec['target_params']):.3g}-parameter model by the mixing law"
+           if rec.get("projector") == "mixing-law" else f" by method {rec.get('method', 'autoscale')}")
+        + " "
         f"(from {len(ev['trials'])} proxy trials; every number below comes from them).", "",
         "```", format_table(headers, rows), "```", "",
         f"Peak LR: **{rec['lr']:.4g}**" + (f" ({level}% interval {lo:.3g} to {hi:.3g}, "
                                          f"{rec.get('lr_interval_method', 'law')})"
                                          if lo is not None and hi is not None and np.isfinite([lo, hi]).all()
                                          else " (no interval)"),
-        "", f"Expected per-domain losses: L(D) fits on the {rec['expected_loss']['source']} runs "
-            f"({', '.join(rec['expected_loss']['runs'])}).", "",
+        "", _expected_line(rec), "",
     ]
     if util:
         lines += [f"Trials: {util.get('trials')} ({util.get('errors')} errors); utilisation "

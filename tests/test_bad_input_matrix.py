@@ -69,6 +69,18 @@ def config_with(section: str | None = None, drop: tuple[str, ...] = (), **change
     return cfg
 
 
+def mixlaw_config(drop: tuple[str, ...] = (), **changes) -> dict:
+    """A valid mixing-law config (three probe models, a target size, a fixed LR), changed."""
+    cfg = good_config()
+    cfg["train"].pop("model")
+    cfg["search"].update(projector="mixing-law", probe_models=["gpt2-nano", "gpt2-micro", "gpt2-tiny"],
+                         target_params=1e7)
+    for key in drop:
+        cfg["search"].pop(key)
+    cfg["search"].update(changes)
+    return cfg
+
+
 # Shard files of a valid corpus of two domains; each shard case adds one bad domain `bad`.
 GOOD_SHARDS = {"web.txt": "a web page\nanother web page\n",
                "code.jsonl": '{"text": "def f(): pass"}\n{"text": "x = 1"}\n'}
@@ -150,6 +162,32 @@ CASES = [
      ["c.yaml: search.swarm.weights", "web"]),
     ("config", "target seeds with a swarm", {"c.yaml": config_with("search", method="uniform", target_seeds=2)},
      RUN, ["c.yaml: search.target_seeds", "a swarm method has none"]),
+    # search.projector mixing-law (searchers/mixlaw_plan.py), refused before Ray
+    ("config", "unknown projector", {"c.yaml": config_with("search", projector="chinchilla")}, RUN,
+     ["c.yaml: search.projector", "unknown", "autoscale or mixing-law"]),
+    ("config", "mixing law with two probe models",
+     {"c.yaml": mixlaw_config(probe_models=["gpt2-nano", "gpt2-tiny"])}, RUN,
+     ["c.yaml: search.probe_models", ">= 3 probe_models", "got 2"]),
+    ("config", "mixing law without a target size", {"c.yaml": mixlaw_config(drop=("target_params",))}, RUN,
+     ["c.yaml: search.target_params", "target model's size"]),
+    ("config", "mixing law with an LR grid",
+     {"c.yaml": mixlaw_config(drop=("lr",), lr_grid=[1e-3, 2e-3, 4e-3, 8e-3])}, RUN,
+     ["c.yaml: search.lr_grid", "one fixed LR"]),
+    ("config", "mixing law with a swarm method", {"c.yaml": mixlaw_config(method="regmix")}, RUN,
+     ["c.yaml: search.projector", "method regmix picks its mixture from a swarm"]),
+    ("config", "probe models without the mixing law",
+     {"c.yaml": config_with("search", probe_models=["gpt2-nano", "gpt2-micro", "gpt2-tiny"])}, RUN,
+     ["c.yaml: search.probe_models", "set `projector: mixing-law`"]),
+    ("config", "target size without the mixing law", {"c.yaml": config_with("search", target_params=1e8)}, RUN,
+     ["c.yaml: search.target_params", "for the mixing-law projector"]),
+    ("config", "unknown probe model", {"c.yaml": mixlaw_config(probe_models=["gpt2-nano", "gpt9", "gpt2-tiny"])},
+     RUN, ["c.yaml: search.probe_models[1]", "unknown model 'gpt9'"]),
+    ("config", "repeated probe model",
+     {"c.yaml": mixlaw_config(probe_models=["gpt2-nano", "gpt2-nano", "gpt2-tiny"])}, RUN,
+     ["c.yaml: search.probe_models", "repeat"]),
+    ("config", "train.model beside probe models",
+     {"c.yaml": {**mixlaw_config(), "train": {**good_config()["train"], "model": "gpt2-tiny"}}}, RUN,
+     ["c.yaml: train.model", "both name the proxy model"]),
     ("config", "base_weights a list", {"c.yaml": config_with("search", base_weights=[1, 2])}, RUN,
      ["c.yaml: search.base_weights", "must be a mapping"]),
     ("config", "base_weights not numbers", {"c.yaml": config_with("search", base_weights={"a": "x", "b": 1})},
@@ -280,14 +318,17 @@ def test_base_configs_are_valid(tmp_path: Path, monkeypatch) -> None:
     from autoscale_ray.config import load_config
     from autoscale_ray.pipeline import corpus_sources
 
-    write(tmp_path, {**GOOD_SHARDS, "good.yaml": good_config(), "shards.yaml": shard_config()})
+    write(tmp_path, {**GOOD_SHARDS, "good.yaml": good_config(), "shards.yaml": shard_config(),
+                     "mixlaw.yaml": mixlaw_config()})
     monkeypatch.chdir(tmp_path)
     cfg = load_config("good.yaml")
     assert cfg.corpus.kind == "synthetic" and cfg.search.probe_budgets == (12_000, 24_000)
+    cfg = load_config("mixlaw.yaml")
+    assert cfg.search.mixing_law and cfg.models == ("gpt2-nano", "gpt2-micro", "gpt2-tiny")
     cfg = load_config("shards.yaml")
     assert cfg.corpus.kind == "domains"
     assert [s.name for s in corpus_sources(cfg)] == ["web", "code"]
-    assert sorted(tree(tmp_path)) == sorted([*GOOD_SHARDS, "good.yaml", "shards.yaml"])
+    assert sorted(tree(tmp_path)) == sorted([*GOOD_SHARDS, "good.yaml", "shards.yaml", "mixlaw.yaml"])
 
 
 @pytest.mark.parametrize("kind,name,files,argv,pieces", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])

@@ -129,3 +129,44 @@ def test_compare_refuses_bad_input_in_one_line(finished: list[Path], tmp_path: P
         code, stdout, err = cli("compare", *args, "--out", str(tmp_path / "c"))
         assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and piece in err, err
         assert not (tmp_path / "c").exists()
+
+
+# -- the mixing-law projector: DDO's design at three probe model sizes -------------------------
+MODELS = ["gpt2-nano", "gpt2-micro", "gpt2-tiny"]
+
+
+def test_mixing_law_projector_runs_the_search_end_to_end(reference: Path, monkeypatch) -> None:
+    """Three tiny proxy sizes, each DDO's 2m + 1 design plus a replicate, one fixed LR; the law's
+    mixture at a 2e6-parameter target. The corpus cache is a RELATIVE path: trials run in their
+    own folders, so the contract must carry it resolved."""
+    monkeypatch.chdir(reference)
+    cfg = experiment_config("m-mixlaw", "cache", drop=("train.model", "search.verify_probe"),
+                            search={"probe_budgets": [1.2e4], "projector": "mixing-law",
+                                    "probe_models": MODELS, "target_params": 2e6,
+                                    "ddo": {"replicates": 1}})
+    out = reference / "mixlaw"
+    rec = search(cfg, out).recommendation
+    assert outputs(out) == WRITTEN
+    runs = pd.read_parquet(out / layout.RUNS)
+    final = runs.loc[runs.groupby("key")["tokens"].idxmax()]
+    assert len(final) == 3 * (2 * 4 + 1 + 1) and set(final["stage"]) == {"mixlaw"}
+    assert final["params"].nunique() == 3 and (final["status"] != "failed").all()
+    assert sorted(final["key"].str.split("/").str[1].unique()) == sorted(MODELS)
+    # the recommendation names the law, its form and held-out error, at the target model size
+    assert rec["projector"] == "mixing-law" and rec["target_params"] == 2e6 and rec["tokens"] == 2e5
+    law = rec["evidence"]["mixing_law"]
+    err = law["held_out_error"][law["form"]]
+    assert 0 < err < 1 and law["held_out_params"] == final["params"].max()
+    assert len(law["sizes"]) == 3 and law["n_runs"] == len(final)
+    assert any(f"held-out error {100 * err:.2f}%" in n for n in rec["evidence"]["notes"])
+    assert sum(rec["weights"].values()) == pytest.approx(1.0)
+    for d, (lo, hi) in rec["weights_interval"].items():
+        assert lo - 1e-9 <= rec["weights"][d] <= hi + 1e-9
+    exp = rec["expected_loss"]
+    assert exp["source"] == "mixing-law" and set(exp["per_domain"]) == set(rec["weights"])
+    assert exp["objective_interval"][0] <= exp["objective"] <= exp["objective_interval"][1]
+    assert rec["trust"]["projector"] == "mixing-law" and rec["trust"]["params_factor"] > 1
+    for n in law["noise"].values():  # each probe model's base and its replicate
+        assert n["replicates"] == 2 and n["objective_sd"] is not None
+    report = (out / layout.REPORT).read_text()
+    assert "by the mixing law" in report and f"held-out error {100 * err:.2f}%" in report

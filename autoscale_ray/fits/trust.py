@@ -164,3 +164,51 @@ def swarm_trust(*, swarm: Mapping[str, Any], weights: Mapping[str, float],
         "capped_lines": cap_lines, "lr_on_prior": lr_method == "prior", "lr_prior_share": None,
         "extrapolation_factor": factor, "actions": actions,
     }
+
+
+def mixlaw_trust(*, fit: Mapping[str, Any], noise: Mapping[str, Mapping[str, Any]],
+                 weights_interval: Mapping[str, Sequence[float]], at_zero: Sequence[str],
+                 capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float,
+                 level: float) -> dict[str, Any]:
+    """The trust section of the mixing-law projector (fits/mixlaw_search.py), with
+    `trust_summary`'s keys: each probe model's noise against the spread its design's mixtures
+    made, the law's held-out error, the intervals, the extrapolation in model size and tokens."""
+    actions: list[str] = []
+    snr = {k: (float(n["spread"]) / float(n["objective_sd"]) if n.get("objective_sd") else None)
+           for k, n in noise.items()}
+    known = [v for v in snr.values() if v is not None]
+    distinguishable = bool(known) and min(known) >= SNR_WITHIN_NOISE
+    if not known:
+        verdict = "the run-to-run noise is not measured: nothing says whether the probes tell the mixtures apart"
+        actions.append("measure the noise: search.ddo.replicates: 2 or more")
+    elif distinguishable:
+        verdict = (f"every probe model's design spreads the loss by >= {min(known):.2g} noise sd: "
+                   "the runs tell the mixtures apart")
+    else:
+        verdict = (f"at some probe model the design's mixtures differ by less than {SNR_WITHIN_NOISE:g} "
+                   "noise sd: the law is fitted mostly to noise there")
+        actions.append("larger probe budgets (search.probe_budgets) lift the mixtures' effects above the noise")
+    err = (fit.get("held_out_error") or {}).get(fit.get("form"))
+    if err is not None and err > 0.02:
+        actions.append(f"the law misses the largest probe model by {100 * err:.1f}% held out: a "
+                       "larger probe model narrows the extrapolation")
+    widths = {d: float(hi - lo) for d, (lo, hi) in weights_interval.items()}
+    wide = [d for d, w in widths.items() if w > WIDE]
+    if wide:
+        actions.append(f"{', '.join(wide)}: {int(100 * level)}% interval wider than {WIDE}; more "
+                       "probe runs (replicates, budgets) narrow it")
+    factor = float(fit.get("params_factor", math.nan))
+    actions.append(f"the target model is {factor:.3g}x the largest probe model and "
+                   f"{float(fit.get('tokens_factor', math.nan)):.3g}x its most tokens: the law extrapolates both")
+    return {
+        "level": level, "method": None, "projector": "mixing-law",
+        "noise": {k: {"noise": dict(n), "snr": {}, "within_noise": []} for k, n in noise.items()},
+        "median_snr": snr, "domains_above_noise": {}, "within_noise": [],
+        "distinguishable": distinguishable, "verdict": verdict, "interval_widths": widths,
+        "at_bound_lines": [f"`{d}` gets no weight from the law's optimum: the runs never gave it "
+                           "less than the design's down factor, so a zero share is extrapolated"
+                           for d in at_zero],
+        "capped_lines": _cap_lines(capped, epochs, max_epochs), "lr_on_prior": False,
+        "lr_prior_share": None, "extrapolation_factor": float(fit.get("tokens_factor", math.nan)),
+        "held_out_error": err, "params_factor": factor, "actions": actions,
+    }

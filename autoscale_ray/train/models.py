@@ -51,6 +51,8 @@ def _bert(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedCo
 
 # name -> (objective, config builder(vocab_size, context)); shapes from the GPT-2 paper, LLaMA, BERT.
 PRESETS: dict[str, tuple[str, Callable[[int, int], PretrainedConfig]]] = {
+    "gpt2-nano": ("causal", _gpt2(1, 64, 2)),            # with micro and tiny: three CPU sizes
+    "gpt2-micro": ("causal", _gpt2(2, 96, 4)),           # for a mixing-law search on a laptop
     "gpt2-tiny": ("causal", _gpt2(2, 128, 4)),           # CPU tests and laptop searches
     "gpt2-124m": ("causal", _gpt2(12, 768, 12)),
     "gpt2-355m": ("causal", _gpt2(24, 1024, 16)),

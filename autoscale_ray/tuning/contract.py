@@ -18,7 +18,7 @@ from autoscale_ray.config import ExperimentConfig
 from autoscale_ray.tuning import layout
 from autoscale_ray.storage import Store
 
-TINY_PRESETS = ("gpt2-tiny", "llama-tiny", "bert-tiny")
+TINY_PRESETS = ("gpt2-nano", "gpt2-micro", "gpt2-tiny", "llama-tiny", "bert-tiny")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def in_process(cfg: ExperimentConfig) -> bool:
     if resources.in_process != "auto":
         return resources.in_process == "always"
     single = int(cfg.train.get("num_workers", 1)) <= 1
-    tiny_cpu = cfg.train.get("model", "gpt2-tiny") in TINY_PRESETS and resources.gpus_per_trial == 0
+    tiny_cpu = all(m in TINY_PRESETS for m in cfg.models) and resources.gpus_per_trial == 0
     return single and (tiny_cpu or resources.trials_per_gpu > 0 or 0 < resources.gpus_per_trial < 1)
 
 
@@ -72,7 +72,8 @@ def build_contract(cfg: ExperimentConfig, corpus_root: Path, store: Store) -> Tr
     resources = cfg.resources
     workers = max(1, int(cfg.train.get("num_workers", 1)))
     return TrialContract(
-        train=dict(cfg.train), corpus_dir=str(corpus_root),
+        # absolute: a trial runs in its own working folder, so a relative cache_dir would miss
+        train=dict(cfg.train), corpus_dir=str(Path(corpus_root).resolve()),
         corpus_uri=layout.share_corpus(store, corpus_root), output=store.location,
         train_storage=layout.train_storage(store), in_process=in_process(cfg),
         use_gpu=resources.gpus_per_trial > 0, cpus_per_worker=max(resources.cpus_per_trial / 2, 0.25),

@@ -22,11 +22,13 @@ class TrialSpec:
     seed: int = 0
     probe: int | None = None       # probe budget this trial belongs to (ddo/lr stages)
     tags: Mapping[str, str] = field(default_factory=dict)
+    model: str | None = None       # proxy model (a mixing-law search's probe model); None = train.model
 
     def to_config(self) -> dict:
-        return {"key": self.key, "stage": self.stage, "budget": int(self.budget),
-                "weights": dict(self.weights), "lr": self.lr, "seed": self.seed,
-                "probe": self.probe, "tags": dict(self.tags)}
+        out = {"key": self.key, "stage": self.stage, "budget": int(self.budget),
+               "weights": dict(self.weights), "lr": self.lr, "seed": self.seed,
+               "probe": self.probe, "tags": dict(self.tags)}
+        return {**out, "model": self.model} if self.model else out
 
 
 def log_grid(center: float, n: int, factor: float) -> list[float]:

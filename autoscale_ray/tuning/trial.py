@@ -45,6 +45,8 @@ def proxy_job(contract: TrialContract, suggestion: Mapping[str, Any], node: str 
 
     per_trial = {"budget_tokens": int(suggestion["budget"]), "weights": dict(suggestion["weights"]),
                  "lr": float(suggestion["lr"]), "seed": int(suggestion["seed"])}
+    if suggestion.get("model"):  # a mixing-law search trains several probe models
+        per_trial["model"] = str(suggestion["model"])
     if contract.use_gpu:
         per_trial["use_gpu"] = True
     corpus_dir = contract.corpus_dir

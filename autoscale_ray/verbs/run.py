@@ -30,11 +30,21 @@ def human(rec: dict[str, Any]) -> str:
     lines = [format_table(["domain", "weight", f"{level}% interval", "expected loss",
                            f"{level}% interval", "note"], rows), ""]
     lr_span = "(search.lr, fixed)" if rec.get("lr_interval_method") == "fixed" else _span(rec.get("lr_interval"))
+    law = rec["evidence"].get("mixing_law") if rec.get("projector") == "mixing-law" else None
+    model = f" of a {rec['target_params']:.3g}-parameter model" if law else ""
     lines.append(f"peak LR {rec['lr']:.4g} {lr_span}{batch} for "
-                 f"{rec['tokens']:.4g} tokens")
+                 f"{rec['tokens']:.4g} tokens{model}")
+    if law:
+        err = law["held_out_error"].get(law["form"])
+        lines.append(f"projector mixing-law ({law['form']} form) over probe models of "
+                     + ", ".join(f"{n:.3g}" for n in law["sizes"]) + " parameters; held-out error "
+                     + (f"{100 * err:.2f}% on the largest" if err is not None else "not measured"))
     if trust:
-        snr = ", ".join(f"{float(p):.3g}: {v:.2g}" for p, v in trust["median_snr"].items() if v is not None)
-        lines.append(f"trust: {trust['verdict']}" + (f" (median signal/noise per probe {snr})" if snr else ""))
+        # a probe is a budget (autoscale) or "params/budget" (mixing-law: signal/noise per model)
+        snr = ", ".join(f"{float(p.split('/')[0]):.3g}: {v:.2g}" for p, v in trust["median_snr"].items()
+                        if v is not None)
+        per = "signal/noise per probe model" if law else "median signal/noise per probe"
+        lines.append(f"trust: {trust['verdict']}" + (f" ({per} {snr})" if snr else ""))
         lines += [f"  to tighten: {a}" for a in trust.get("actions", [])]
     lines.append(f"{trained_on}; utilisation {util.get('utilisation', float('nan')):.2f}")
     return "\n".join(lines)
