@@ -6,7 +6,8 @@ two L(N, D) baselines fitted on the same runs.
 Two held-out tests: (1) fit on the 70M-410M runs, predict the 1B runs' per-domain validation losses
 (6 mixtures, 2 never trained small; every 1B checkpoint); (2) leave one size out: fit on 70M-305M,
 predict the 410M runs. The error is the mean absolute relative error |L - L_hat| / L over rows and
-validation domains. The law's form is chosen inside the training data (its largest size held out).
+validation domains. The law's form (and the shrunk form's lambda) is chosen inside the training data
+(its largest size held out).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def compare(data: MixlawData, train: np.ndarray, test: np.ndarray) -> dict[str, 
                                          te.params, te.tokens) - te.losses) / te.losses
     seen = ~np.isnan(per).any(axis=1)
     return {"form": fit.form, "held_out": dict(fit.held_out), "rows": int(test.sum()),
+            "shrinkage": getattr(fit.law, "shrinkage", None),
             "seen_rows": int(seen.sum()),
             "law": float(law.mean()), "law_seen": float(law[seen].mean()),
             "law_unseen": float(law[~seen].mean()) if (~seen).any() else None,
@@ -73,7 +75,9 @@ def main() -> None:
         t0 = time.perf_counter()
         r = compare(data, train, test)
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-        rows.append([label, f"{r['form']} ({', '.join(f'{k} {100 * v:.2f}%' for k, v in r['held_out'].items())})",
+        lam = "" if r["shrinkage"] is None else f", lambda {r['shrinkage']:.1f}"
+        held = ", ".join(f"{k} {100 * v:.2f}%" for k, v in r["held_out"].items())
+        rows.append([label, f"{r['form']}{lam} ({held})",
                      pct(r["law"]), pct(r["law_seen"]), pct(r["law_unseen"]), pct(r["agnostic"]),
                      pct(r["agnostic_seen"]), pct(r["per_mixture_seen"]),
                      f"{r['rows']} ({r['seen_rows']} seen)", f"{time.perf_counter() - t0:.0f} s"])

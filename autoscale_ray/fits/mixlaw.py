@@ -1,20 +1,21 @@
 """`autoscale-ray mixlaw RUNS --params N --tokens D`: a mixture x scale law fitted to runs at several
 model sizes, checkpoints and mixtures, predicting each validation domain's loss at (N, D).
 
-Two forms (`autoscale_ray.laws.mixing_law`): `nested`, the Data Mixing Laws pipeline (Ye et al.
-2024): one L(N, D) = E + A / N^alpha + B / D^beta per mixture and validation domain, then the mixing
-law L_j(w) = c_j + k_j exp(t_j . w) fitted across the mixtures at (N, D); and `joint`, one law over
-all runs, L_j(w, N, D) = E_j + exp(t_j . w)(A_j / N^alpha_j + B_j / D^beta_j). Every row with
-tokens > 0 (and >= --min-tokens) is a data point. The form is chosen by held-out error: each is
-fitted without the largest model size and judged by the mean absolute relative error (ARE) of its
-per-domain losses on that size's checkpoints; the chosen one is refitted on every run (--forms
-with one form skips the choice). With
---predict MIXES (a CSV/Parquet table with one `w.<domain>` column per training domain, each row on
+Three forms (`autoscale_ray.laws.mixing_law`, `mixing_law_shrunk`): `nested`, the Data Mixing Laws
+pipeline (Ye et al. 2024): one L(N, D) = E + A / N^alpha + B / D^beta per mixture and validation
+domain, then the mixing law L_j(w) = c_j + k_j exp(t_j . w) fitted across the mixtures at (N, D);
+`shrunk`, the nested law plus lambda x a trained mixture's own deviation from the mixing law
+(lambda in [0, 1] chosen on the held-out size; unseen mixtures and the optimum get the mixing law);
+and `joint`, one law over all runs, L_j(w, N, D) = E_j + exp(t_j . w)(A_j / N^alpha_j + B_j /
+D^beta_j). Every row with tokens > 0 (and >= --min-tokens) is a data point. The form is chosen by
+held-out error: each is fitted without the largest model size and judged by the mean absolute
+relative error (ARE) of its per-domain losses on that size's checkpoints; the chosen one is
+refitted on every run (--forms with one form skips the choice). With --predict MIXES (a CSV/Parquet table with one `w.<domain>` column per training domain, each row on
 the simplex, or a JSON mixture object or list of them) it predicts each mixture's losses at (N, D);
 with --optimize it returns the mixture that minimises the objective (the mean over validation
 domains, or --objective EVAL.json weights) with w_i <= max_epochs x available_i / D where
 --available gives a domain's tokens. Intervals: the bootstrap (runs resampled for the joint form,
-mixtures for the nested form; --bootstrap replicates, --level, --seed).
+mixtures for the nested and shrunk forms; --bootstrap replicates, --level, --seed).
 """
 
 from __future__ import annotations
@@ -31,15 +32,16 @@ from autoscale_ray.checks import check_known, mixture_weights, weight_vector
 from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.regress import read_mixtures
 from autoscale_ray.laws.loss_law import min_tokens_mask
-from autoscale_ray.laws.mixing_law import (FORM_NESTED, JOINT_BLOCKS, MixtureScaleLaw,
+from autoscale_ray.laws.mixing_law import (FORM_NESTED, JOINT_BLOCKS, MixtureScaleLaw, NestedLaw,
                                            fit_joint_law, fit_nested_law, mixture_groups,
                                            relative_errors, size_holdout)
+from autoscale_ray.laws.mixing_law_shrunk import FORM_SHRUNK, ShrunkLaw, choose_shrinkage
 from autoscale_ray.laws.mixture_optimum import MixtureOptimum, epoch_caps, optimal_mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, RunsTable, read_runs
 
 log = logging.getLogger("autoscale_ray")
 
-FORMS: tuple[str, ...] = (FORM_NESTED, *JOINT_BLOCKS)
+FORMS: tuple[str, ...] = (FORM_NESTED, FORM_SHRUNK, *JOINT_BLOCKS)
 SIMPLEX_TOL = 1e-3  # a MIXES row must sum to 1 within this
 DEFAULT_LEVEL = 0.9
 
@@ -113,10 +115,16 @@ def table_data(table: RunsTable, min_tokens: float | None = None) -> MixlawData:
     return data.subset(keep)
 
 
-def _fit_form(form: str, data: MixlawData) -> MixtureScaleLaw:
+def _fit_form(form: str, data: MixlawData, shrinkage: float | None = None,
+              nested: NestedLaw | None = None) -> MixtureScaleLaw:
+    """Fit one form on `data` (`nested`: an already fitted nested law on the same data, reused)."""
     args = (data.weights, data.params, data.tokens, data.losses)
-    if form == FORM_NESTED:
-        return fit_nested_law(*args)
+    if form in (FORM_NESTED, FORM_SHRUNK):
+        law = nested if nested is not None else fit_nested_law(*args)
+        if form == FORM_SHRUNK:
+            assert shrinkage is not None
+            return ShrunkLaw(law, shrinkage)
+        return law
     return fit_joint_law(*args, form=form)
 
 
@@ -124,20 +132,33 @@ def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
                min_tokens: float | None = None) -> MixlawFit:
     """Fit each of `forms` without the largest model size, score it by the ARE on that size's
     checkpoints, refit the best on all rows. With one form there is nothing to choose: it is
-    fitted on all rows only."""
+    fitted on all rows only, except `shrunk`, whose lambda is always chosen on that held-out
+    size. The shrunk form's held-out error is at its chosen lambda (it nests the nested form at
+    lambda = 0, so it is never above the nested form's; the two share one nested fit)."""
     data = table if isinstance(table, MixlawData) else table_data(table, min_tokens)
     for form in forms:
         if form not in FORMS:
             raise BadInput(f"unknown form `{form}`", "--forms", f"use {', '.join(FORMS)}")
     held: dict[str, float] = {}
     held_params = None
-    if len(forms) > 1 and np.unique(data.params).size >= 3:
+    shrinkage = None
+    if (len(forms) > 1 or FORM_SHRUNK in forms) and np.unique(data.params).size >= 3:
         train, test = size_holdout(data.params)
         held_params = float(data.params.max())
         small, large = data.subset(train), data.subset(test)
+        nested_small: NestedLaw | None = None
         for form in forms:
             try:
-                law = _fit_form(form, small)
+                if form in (FORM_NESTED, FORM_SHRUNK) and nested_small is None:
+                    nested_small = fit_nested_law(small.weights, small.params, small.tokens,
+                                                  small.losses)
+                if form == FORM_SHRUNK:
+                    assert nested_small is not None
+                    shrinkage, errors = choose_shrinkage(nested_small, large.weights, large.params,
+                                                         large.tokens, large.losses)
+                    held[form] = float(errors.min())
+                    continue
+                law = _fit_form(form, small, nested=nested_small)
             except BadInput as exc:
                 log.info("form %s left out of the selection: %s", form, exc)
                 continue
@@ -145,24 +166,26 @@ def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
                                                large.losses).mean())
     if held:
         chosen = min(held, key=held.__getitem__)
-    elif len(forms) == 1:
+    elif len(forms) == 1 and forms[0] != FORM_SHRUNK:
         chosen = forms[0]
     else:
-        raise BadInput("choosing the form needs runs at >= 3 model sizes (2 to fit, the largest "
-                       "to judge)", "runs", "add a model size, or pass one form (--forms joint)")
-    return MixlawFit(_fit_form(chosen, data), chosen, held, held_params, data)
+        raise BadInput("choosing the form (or the shrunk form's lambda) needs runs at >= 3 model "
+                       "sizes (2 to fit, the largest to judge)", "runs",
+                       "add a model size, or pass one form (--forms joint)")
+    return MixlawFit(_fit_form(chosen, data, shrinkage), chosen, held, held_params, data)
 
 
 def bootstrap_laws(fit: MixlawFit, replicates: int, seed: int = 0) -> list[MixtureScaleLaw]:
     """Bootstrap replicates of the chosen law: the joint form refitted (from its optimum) with the
-    runs resampled with replacement; the nested form with its mixtures resampled (each mixture's
-    L(N, D) laws kept, the mixing law refitted on the drawn mixtures)."""
+    runs resampled with replacement; the nested (and shrunk) form with its mixtures resampled
+    (each mixture's L(N, D) laws kept, the mixing law refitted on the drawn mixtures)."""
     rng = np.random.default_rng(seed)
     data, law = fit.data, fit.law
     out: list[MixtureScaleLaw] = []
     for _ in range(replicates):
-        if fit.form == FORM_NESTED:
-            M = law.mixtures.shape[0]  # type: ignore[attr-defined]
+        if fit.form in (FORM_NESTED, FORM_SHRUNK):
+            nested = law if fit.form == FORM_NESTED else law.nested  # type: ignore[attr-defined]
+            M = nested.mixtures.shape[0]  # type: ignore[attr-defined]
             out.append(law.resampled(rng.multinomial(M, np.full(M, 1.0 / M)).astype(float)))  # type: ignore[attr-defined]
         else:
             n_runs = int(data.run.max()) + 1
