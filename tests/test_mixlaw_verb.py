@@ -13,7 +13,6 @@ import pytest
 
 from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.mixlaw import mixlaw
-from autoscale_ray.laws.mixture_baselines import agnostic_predictions
 from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
 from test_mixing_law import synthetic_runs, true_law
 
@@ -41,8 +40,12 @@ def test_json_predictions_optimum_and_intervals(runs, tmp_path, cli):  # noqa: F
     assert code == 0, err
     obj = json.loads(out)
     assert obj["params"] == 1e9 and obj["tokens"] == 2e10
-    assert obj["fit"]["form"] in ("nested", "joint") and set(obj["fit"]["held_out_error"]) == {"nested", "joint"}
-    assert obj["fit"]["form"] == min(obj["fit"]["held_out_error"], key=obj["fit"]["held_out_error"].get)
+    held = obj["fit"]["held_out_error"]
+    assert obj["fit"]["form"] in held and set(held) == {"nested", "shrunk", "joint"}
+    assert obj["fit"]["form"] == min(held, key=held.get)
+    assert held["shrunk"] <= held["nested"]  # lambda = 0 is the nested law
+    if obj["fit"]["form"] == "shrunk":
+        assert obj["fit"]["parameters"]["shrinkage"] in [i / 10 for i in range(11)]
     assert obj["fit"]["sizes"] == [2e7, 5e7, 1e8] and obj["fit"]["n_runs"] == 30
     truth = true_law().predict(np.array([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3]]), 1e9, 2e10)
     for row, expected in zip(obj["predictions"], truth):  # in MIXES's order
@@ -113,6 +116,8 @@ def test_bad_input(runs, tmp_path):
     frame[frame["params"] < 1e8].to_csv(two_sizes, index=False)
     with pytest.raises(BadInput, match=">= 3 model sizes"):
         mixlaw(two_sizes, params=1e9, tokens=2e10, optimize=True, bootstrap=0)
+    with pytest.raises(BadInput, match="lambda"):  # the shrunk form alone still needs a held-out size
+        mixlaw(two_sizes, params=1e9, tokens=2e10, optimize=True, bootstrap=0, forms=("shrunk",))
 
 
 def test_cli_bad_input_is_one_line_exit_2(runs, tmp_path, cli):  # noqa: F811
@@ -144,17 +149,19 @@ def test_5mix_1b_law_beats_the_agnostic_baseline_and_leave_410m_out(five_mix):
     N = five_mix.params
     one_b = compare(five_mix, N < 1e9, N == 1e9)
     assert one_b["rows"] == 19 and one_b["seen_rows"] == 4  # 6 mixtures, 4 trained small
-    assert one_b["form"] == "nested"
+    # the shrunk form, lambda chosen on 410M (fitted on <= 305M): measured 0.9
+    assert one_b["form"] == "shrunk" and one_b["shrinkage"] >= 0.7
     assert one_b["law"] < one_b["agnostic"] and one_b["law_unseen"] < one_b["agnostic"]
-    assert one_b["law"] < 0.02  # measured 1.26% on these 3 domains (agnostic 4.1%), 2.1% on all 22 (RESULTS.md)
-    # the per-mixture baseline is better on the 4 mixtures it can predict (RESULTS.md)
-    assert one_b["per_mixture_seen"] < one_b["law_seen"]
-    # leave 410M out: the chosen form's held-out error is the law fitted on <= 305M, judged on 410M
-    small, mid = five_mix.subset(N < 410e6), five_mix.subset(N == 410e6)
-    loso = one_b["held_out"]["nested"]
-    agnostic = np.abs(agnostic_predictions(small.params, small.tokens, small.losses, mid.params,
-                                           mid.tokens) - mid.losses) / mid.losses
-    assert loso < agnostic.mean() and loso < 0.015  # measured 1.04% (agnostic 6.5%)
+    assert one_b["law"] < 0.02  # measured 1.16% on these 3 domains (agnostic 4.1%), 2.05% on all 22
+    # it beats the per-mixture baseline on the 4 mixtures that one can predict, narrowly: measured
+    # 0.651% vs 0.667% here, 0.83% vs 0.84% on all 22 (RESULTS.md)
+    assert one_b["law_seen"] < one_b["per_mixture_seen"]
+    # leave 410M out: fit on <= 305M (lambda chosen on 305M from <= 160M fits, 2 sizes), predict 410M
+    loso = compare(five_mix, N < 410e6, N == 410e6)
+    assert loso["form"] == "shrunk" and loso["law"] < loso["agnostic"]
+    assert loso["law"] < 0.012  # measured 0.88% (agnostic 6.5%)
+    # the known shortfall (RESULTS.md): here the per-mixture baseline is better, 0.73% vs 0.88%
+    assert loso["per_mixture_seen"] < loso["law"]
 
 
 @pytest.mark.slow
