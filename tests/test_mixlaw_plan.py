@@ -49,16 +49,22 @@ def drive(noise: float = 0.002, seed: int = 0, replicates: int = 2) -> tuple[Mix
     return plan, plan.results["recommendation"]
 
 
-def test_the_plan_trains_ddo_s_design_at_every_probe_model() -> None:
-    plan, _ = drive()
+@pytest.fixture(scope="module")
+def default_search() -> tuple[MixlawPlan, dict]:
+    """drive() with its defaults, once for the tests that only read it (the fits take most of a minute)."""
+    return drive()
+
+
+def test_the_plan_trains_ddo_s_design_at_every_probe_model(default_search) -> None:
+    plan, _ = default_search
     keys = sorted(plan.done)
     assert len(keys) == plan.planned_trials() == 3 * (2 * 3 + 1 + 2)
     assert {k.split("/")[1] for k in keys} == set(SIZES)
     assert plan.finished
 
 
-def test_the_law_s_optimum_at_the_target_is_the_surface_s() -> None:
-    _, rec = drive()
+def test_the_law_s_optimum_at_the_target_is_the_surface_s(default_search) -> None:
+    _, rec = default_search
     assert rec["projector"] == "mixing-law" and rec["target_params"] == 1e7
     w = np.array([rec["weights"][d] for d in DOMAINS])
     assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
