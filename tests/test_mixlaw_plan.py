@@ -51,7 +51,7 @@ def drive(noise: float = 0.002, seed: int = 0, replicates: int = 2) -> tuple[Mix
 
 @pytest.fixture(scope="module")
 def default_search() -> tuple[MixlawPlan, dict]:
-    """drive() with its defaults, once for the tests that only read it (the fits take most of a minute)."""
+    """drive() with its defaults, once for the tests that only read it."""
     return drive()
 
 
