@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(jsonable(obj), allow_nan=False))
     elif text:
         print(text)
+    if argv is None:  # the command itself: Ray's log thread prints late worker messages ("(raylet) A
+        sys.stdout.flush()  # worker died ...") to sys.stdout until the process exits; not into our JSON
+        sys.stdout = sys.stderr
     return 0
 
 

@@ -1,12 +1,13 @@
 """Wall time of the same search with `--out` on a local folder vs on S3 (moto's server on loopback).
 
 Both runs are `autoscale-ray run` in a subprocess on a fresh local Ray, same synthetic corpus (packed
-once beforehand, so neither pays for packing), same plan (2 probes of DDO trials, tiny gpt2; 40 trials with the plan of stop 25). The
+once beforehand, so neither pays for packing), same plan (2 probes of DDO trials on 4 domains, one round, no replicate seeds: 18 trials of tiny
+gpt2, 6 evaluations each, a checkpoint every `--checkpoint-every` of them and always the last). The
 S3 run also keeps Tune's experiment (results, checkpoints, searcher state), the done/ markers and
 the corpus upload on S3. Loopback S3 has no network latency, so this measures the extra work of
 the object-store path (uploads, listing, per-trial markers), not a real bucket's round trips.
 
-    .venv/bin/python benchmarks/storage_overhead.py [--repeats 1]
+    .venv/bin/python benchmarks/storage_overhead.py [--repeats 2] [--checkpoint-every 1 2]
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ import yaml
 EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 
 
-def config(tmp: Path) -> Path:
+def config(tmp: Path, checkpoint_every: int) -> Path:
     cfg = {"name": "storage-bench",
            "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": str(tmp / "cache")},
            "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
-                     "eval_batches": 2},
-           "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False},
+                     "eval_batches": 2, "checkpoint_every": checkpoint_every},
+           "search": {"probe_budgets": [1.2e4, 2.4e4], "target_budget": 2e5, "lr": 3e-3, "verify_probe": False,
+                      "ddo": {"rounds": 1, "replicates": 0}},
            "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5}}
-    path = tmp / "bench.yaml"
+    path = tmp / f"bench-k{checkpoint_every}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -50,7 +52,8 @@ def timed_run(cfg: Path, out: str, env: dict[str, str]) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
     import boto3
@@ -71,18 +74,22 @@ def main() -> None:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = config(Path(tmp))
-            timed_run(cfg, str(Path(tmp) / "warm"), env)  # packs the corpus once, warms imports
-            for i in range(args.repeats):
-                local_s, local = timed_run(cfg, str(Path(tmp) / f"local{i}"), env)
-                s3_s, remote = timed_run(cfg, f"s3://bench/run{i}", env)
-                rows.append((local_s, s3_s, local["evidence"]["utilisation"]["trials"],
-                             remote["evidence"]["utilisation"]["trials"]))
+            for k in args.checkpoint_every:
+                cfg = config(Path(tmp), k)
+                timed_run(cfg, str(Path(tmp) / f"warm{k}"), env)  # packs the corpus once, warms imports
+                for i in range(args.repeats):
+                    local_s, local = timed_run(cfg, str(Path(tmp) / f"local{k}-{i}"), env)
+                    s3_s, remote = timed_run(cfg, f"s3://bench/k{k}-run{i}", env)
+                    same = local["weights"] == remote["weights"] and local["lr"] == remote["lr"]
+                    rows.append((k, i, local_s, s3_s, local["evidence"]["utilisation"]["trials"],
+                                 remote["evidence"]["utilisation"]["trials"], same))
     finally:
         server.stop()
-    print(f"{'run':>4} {'local out s':>12} {'s3 out s':>10} {'s3 / local':>11} {'trials':>7}")
-    for i, (local_s, s3_s, n_local, n_s3) in enumerate(rows):
-        print(f"{i:>4} {local_s:>12.1f} {s3_s:>10.1f} {s3_s / local_s:>11.2f} {n_local:>3}/{n_s3:<3}")
+    print(f"{'checkpoint_every':>16} {'run':>4} {'local out s':>12} {'s3 out s':>10} {'s3 / local':>11} "
+          f"{'trials':>7} {'same answer':>12}")
+    for k, i, local_s, s3_s, n_local, n_s3, same in rows:
+        print(f"{k:>16} {i:>4} {local_s:>12.1f} {s3_s:>10.1f} {s3_s / local_s:>11.2f} {n_local:>3}/{n_s3:<3} "
+              f"{str(same):>12}")
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
     pytest.fail(f"timed out waiting for {what}\n{tail}")
 
 
-def paused(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+def paused(folder: Path, pattern: str = "[!u]*.json") -> list[dict]:
+    """The chaos hook's markers: trials held after a checkpoint, or (upload-*.json) mid-upload."""
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(pattern))]
 
 
 class TwoNodes:
@@ -137,9 +138,15 @@ def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
             victim = wait_for(lambda: paused(pause), 600, "a trial to report a checkpoint", log)[0]
             cmdline = Path(f"/proc/{victim['pid']}/cmdline").read_bytes()
             os.kill(victim["pid"], signal.SIGKILL)
+            (pause / "upload-gate").touch()  # next: a trial killed halfway through uploading a checkpoint
             (pause / "gate").unlink()
+            cut = wait_for(lambda: paused(pause, "upload-*.json"), 600, "a trial to upload a checkpoint", log)[0]
+            partial = {k: len(v) for k, v in s3_objects(cut["path"].split("/", 1)[1] + "/").items()}
+            os.kill(cut["pid"], signal.SIGKILL)
+            (pause / "upload-gate").unlink()
             rc = proc.wait(timeout=900)
         result = {"rc": rc, "victim": victim, "victim_cmdline": cmdline, "log": log.read_text(),
+                  "cut": cut, "partial": partial,
                   "stdout": (tmp / "stdout.json").read_text(), "nodes": nodes, "cwd": tmp,
                   "objects": s3_objects("demo2n/"), "ray_session": nodes.session_dir()}
     finally:
@@ -192,6 +199,33 @@ def test_sigkilled_trial_worker_resumes_from_its_checkpoint(s3_search) -> None:
     assert min(r["tokens"] for r in after) > victim["tokens"]
     assert len(rows) == 6 and rows[-1]["status"] == "completed"
     assert victim["key"] in s3_search["log"] and "retries it from its last checkpoint" in s3_search["log"]
+
+
+def test_trial_killed_mid_upload_restarts_from_its_last_complete_checkpoint(s3_search) -> None:
+    """The kill left a checkpoint on S3 that looks complete (position.json whole) but is not
+    (state.pt cut in half); Tune had not registered it, so the retry starts from the one before."""
+    assert s3_search["rc"] == 0, s3_search["log"][-3000:]
+    cut, victim = s3_search["cut"], s3_search["victim"]
+    assert cut["key"] != victim["key"] and cut["last_complete_tokens"] < cut["tokens"]
+    partial = {k.rsplit("/", 1)[1]: size for k, size in s3_search["partial"].items()
+               if not k.endswith("/")}  # not the folder's own marker object
+    assert set(partial) == {"position.json", "state.pt"}
+    done = json.loads(s3_search["objects"]["demo2n/done/" + cut["key"].replace("/", "_") + ".json"])
+    rows = sorted(done["rows"], key=lambda r: r["tokens"])
+    before = [r for r in rows if r["pid"] == cut["pid"]]
+    after = [r for r in rows if r["pid"] != cut["pid"]]
+    # the rows after the last complete checkpoint, the cut one's included, were trained again
+    assert before and max(r["tokens"] for r in before) == cut["last_complete_tokens"]
+    assert min(r["tokens"] for r in after) > cut["last_complete_tokens"]
+    assert cut["tokens"] in {r["tokens"] for r in after}
+    assert all(r["iterations_since_restore"] < r["training_iteration"] for r in after)
+    assert len(rows) == 6 and rows[-1]["status"] == "completed"
+    # the cut state.pt was half of a whole one (every trial trains the same model)
+    objects = s3_search["objects"]
+    whole = max(len(v) for k, v in objects.items() if k.endswith("/state.pt"))
+    assert partial["state.pt"] == whole // 2
+    util = json.loads(objects["demo2n/recommendation.json"])["evidence"]["utilisation"]
+    assert util["retries"] >= 2 and util["errors"] == 0
 
 
 def test_no_credentials_in_outputs_logs_or_reports(s3_search) -> None:

@@ -120,3 +120,21 @@ def test_cli_json_and_exit_codes(tmp_path, cli):  # noqa: F811
     code, out, err = cli("law", str(tmp_path / "missing.csv"), "--json")
     assert code == 2 and out == ""
     assert "missing.csv" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_command_keeps_late_library_prints_out_of_its_json(tmp_path):
+    """Ray's log thread prints late worker messages to sys.stdout after the verb returned (seen
+    after a trial was SIGKILLed); the command's stdout stays its one JSON object."""
+    import subprocess
+    import sys
+
+    path = runs_table(tmp_path / "runs.csv")
+    script = ("import sys; from autoscale_ray import cli\n"
+              f"sys.argv = ['autoscale-ray', 'law', {str(path)!r}, '--bootstrap', '0', '--json']\n"
+              "rc = cli.main()\n"
+              "print('(raylet) A worker died')  # what the log thread does before exit\n"
+              "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["form"] == "L(N,D)"
+    assert "(raylet) A worker died" in proc.stderr

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ import torch
 from autoscale_ray.errors import BadInput
 from autoscale_ray.train import (PRESETS, Worker, RunInfo, TokenIds, TrainConfig, eval_steps,
                                  lr_factor, mfu, model_shape, model_spec, train_proxy)
+from autoscale_ray.train.evalpoints import checkpoint_steps
 from autoscale_ray.train.objective import IGNORE, causal_batch, generator_for, mlm_batch
+from autoscale_ray.train.state import read_position
 
 TOKENS = TokenIds(vocab_size=260, pad_id=257, eod_id=256, mask_id=258)
 
@@ -196,7 +199,10 @@ def _pattern_batches(seq_len: int, micro: int, n_domains: int = 2):
         step += 1
 
 
-def _run_loop(cfg: TrainConfig, model_name: str = "gpt2-tiny", poison: bool = False):
+def _run_loop(cfg: TrainConfig, model_name: str = "gpt2-tiny", poison: bool = False,
+              save_to: Path | None = None, resume: Path | None = None):
+    """Rows of one loop run; with `save_to`, each checkpoint it offers is written to
+    save_to/step=<step>; with `resume`, it starts from that checkpoint (the stream skipped on)."""
     seq = 32
     spec = model_spec(model_name, vocab_size=TOKENS.vocab_size, seq_len=seq)
     torch.manual_seed(0)
@@ -208,10 +214,19 @@ def _run_loop(cfg: TrainConfig, model_name: str = "gpt2-tiny", poison: bool = Fa
     val = {d: next(val_iter)["input_ids"] for d in ("a", "b")}
     layout = cfg.batch_layout(seq, 1)
     rows: list[dict] = []
-    train_proxy(cfg, model=model, objective=spec.objective, tokens=TOKENS,
-                batches=_pattern_batches(seq, cfg.micro_batch), validation=val, layout=layout,
-                total_steps=cfg.total_steps(seq), run=RunInfo("r0", ("a", "b"), {"a": 1, "b": 3}),
-                report=lambda row, save: rows.append(row), worker=Worker(torch.device("cpu")))
+
+    def report(row, save):
+        rows.append({**row, "checkpointed": save is not None})
+        if save is not None and save_to is not None:
+            save(save_to / f"step={row['step']}")
+    batches = _pattern_batches(seq, cfg.micro_batch)
+    if resume is not None:  # the caller's business in the real edges: restart the stream
+        for _ in range(read_position(resume).step * layout.accumulation):
+            next(batches)
+    train_proxy(cfg, model=model, objective=spec.objective, tokens=TOKENS, batches=batches,
+                validation=val, layout=layout, total_steps=cfg.total_steps(seq),
+                run=RunInfo("r0", ("a", "b"), {"a": 1, "b": 3}), report=report,
+                worker=Worker(torch.device("cpu")), resume_dir=resume)
     return rows
 
 
@@ -230,6 +245,33 @@ def test_loop_reports_rows_at_log_spaced_tokens_with_throughput():
     assert last["tokens_per_s"] > 0 and 0 < last["mfu"] < 1 and last["peak_mem_bytes"] > 0
     assert all(r["device"] == "cpu" for r in rows)  # where it trained, in every row
     assert json.dumps(last)  # plain Python values, ready for the runs table
+
+
+@pytest.mark.parametrize("every,count,expected", [(1, 6, [1, 2, 3, 4, 5, 6]), (2, 6, [2, 4, 6]),
+                                                  (3, 5, [3, 5]), (2, 5, [2, 4, 5]), (9, 4, [4])])
+def test_checkpoint_every_kth_evaluation_and_always_the_last(every, count, expected):
+    evals = eval_steps(40, count)
+    assert checkpoint_steps(40, set(evals), every) == {evals[i - 1] for i in expected}
+
+
+def test_loop_checkpoints_every_kth_row_and_a_resume_from_the_last_one_redoes_the_rest(tmp_path):
+    cfg = TrainConfig(budget_tokens=30 * 128, global_batch_tokens=128, micro_batch=2, lr=3e-3,
+                      eval_count=6, warmup_fraction=0.1, checkpoint_every=2)
+    rows = _run_loop(cfg, save_to=tmp_path)
+    assert [r["checkpointed"] for r in rows] == [False, True] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"step={r['step']}" for r in rows[1::2])
+    # a crash after the 3rd evaluation (not checkpointed) resumes from the 2nd: the 3rd is trained
+    # and reported again, identical to the uninterrupted run
+    resumed = _run_loop(cfg, resume=tmp_path / f"step={rows[1]['step']}")
+    assert [r["step"] for r in resumed] == [r["step"] for r in rows[2:]]
+    for a, b in zip(resumed, rows[2:]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5) and a["seen.a"] == b["seen.a"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5])
+def test_checkpoint_every_must_be_a_positive_integer(value):
+    with pytest.raises(BadInput, match="checkpoint_every"):
+        TrainConfig.from_mapping({"checkpoint_every": value})
 
 
 def test_non_finite_loss_stops_the_run_as_diverged():

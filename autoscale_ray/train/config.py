@@ -52,6 +52,7 @@ class TrainConfig:
     eval_count: int = 8
     eval_first_fraction: float = 0.02  # first evaluation at about this fraction of the run
     eval_batches: int = 0              # micro-batches of validation per domain; 0 = all
+    checkpoint_every: int = 2          # checkpoint every k-th evaluation (and always the last)
     # execution
     dtype: str = "auto"                # auto = bfloat16 autocast on CUDA, float32 on CPU
     compile: bool = False              # torch.compile the model
@@ -101,7 +102,7 @@ class TrainConfig:
                 raise bad(f.name, "is not a finite number", f"give {f.name} as a finite number")
 
         for key in ("budget_tokens", "global_batch_tokens", "micro_batch", "eval_count",
-                    "divergence_check_steps"):
+                    "divergence_check_steps", "checkpoint_every"):
             if getattr(self, key) <= 0:
                 raise bad(key, "must be positive", f"give {key} > 0")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -1,4 +1,5 @@
-"""Where a run evaluates: log-spaced optimizer steps, the last one at the end of the budget.
+"""Where a run evaluates (log-spaced optimizer steps, the last one at the end of the budget) and
+which of those evaluations carry a checkpoint.
 
 Scaling-law fits use intermediate checkpoints as data points (Choshen et al. 2024), and they are
 spread evenly in log(tokens), so the steps are a geometric sequence from about
@@ -25,3 +26,10 @@ def eval_steps(total_steps: int, count: int, first_fraction: float = 0.02) -> li
     for i in range(1, count):
         steps[i] = max(steps[i], steps[i - 1] + 1)
     return [min(s, total_steps - (count - 1 - i)) for i, s in enumerate(steps)]
+
+
+def checkpoint_steps(total_steps: int, evals: set[int], every: int) -> set[int]:
+    """The evaluation steps that carry a checkpoint: every `every`-th evaluation in order (by
+    position, so a resumed run picks the same ones) and always the last, at `total_steps`."""
+    ordered = sorted(evals | {total_steps})
+    return {s for i, s in enumerate(ordered, 1) if i % every == 0} | {total_steps}

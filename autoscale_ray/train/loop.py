@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from autoscale_ray.train.config import BatchLayout, TrainConfig
-from autoscale_ray.train.evalpoints import eval_steps
+from autoscale_ray.train.evalpoints import checkpoint_steps, eval_steps
 from autoscale_ray.train.flops import device_peak_flops, mfu, model_shape
 from autoscale_ray.train.objective import TokenIds, causal_batch, generator_for, mlm_batch, token_loss_sum
 from autoscale_ray.train.schedule import LRFactor
@@ -92,6 +92,7 @@ def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: T
     flops_per_token, peak = shape.flops_per_token(), device_peak_flops(device)
     stop_step = math.ceil(cfg.stop_at_tokens / layout.global_tokens) if cfg.stop_at_tokens else 0
     evals = set(eval_steps(total_steps, cfg.eval_count, cfg.eval_first_fraction))
+    checkpointed = checkpoint_steps(total_steps, evals, cfg.checkpoint_every)
     seen = torch.zeros(len(run.domains), dtype=torch.long, device=device)  # this worker's sequences
     state_seen = np.asarray(state.seen or [0] * len(run.domains), dtype=np.int64)  # before resume
     window = _Window(torch.zeros((), device=device))
@@ -134,7 +135,10 @@ def train_proxy(cfg: TrainConfig, *, model: nn.Module, objective: str, tokens: T
                    "stopped" if stopping else "running")
         snapshot = TrainState(step=state.step, sequences=state.sequences,
                               seen=[int(x) for x in seen_all])
-        report(row, lambda d, s=snapshot: save_state(d, model, optimizer, scheduler, s))
+        if stopping or state.step in checkpointed:
+            report(row, lambda d, s=snapshot: save_state(d, model, optimizer, scheduler, s))
+        else:  # a crash before the next checkpoint retrains from the last one: rows are redone, not lost
+            report(row, None)
         last_row = row
         window.reset()
         if stopping:

@@ -50,14 +50,15 @@ def _run_in_trial_process(job: ProxyJob, run_id: str) -> None:
     extras = dict(job.extras)
 
     def report(row: dict[str, Any], save: Callable[[Path], None] | None) -> None:
+        row = {**row, **extras}
+        if save is None:
+            tune.report(row)
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if save is not None:
-                save(Path(tmp))
-                checkpoint = tune.Checkpoint.from_directory(tmp)
-            tune.report({**row, **extras}, checkpoint=checkpoint)
-        if checkpoint is not None:
-            chaos.after_checkpoint(run_id, {**row, **extras})
+            save(Path(tmp))
+            with chaos.during_upload(run_id, row):  # Tune copies it to storage, then registers it
+                tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))
+        chaos.after_checkpoint(run_id, row)
 
     previous = tune.get_checkpoint()  # set when Tune restores or retries this trial
     corpus = PackedCorpus.load(job.corpus_dir)

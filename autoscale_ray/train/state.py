@@ -51,6 +51,9 @@ def read_position(directory: Path) -> TrainState:
 
 def load_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device) -> TrainState:
+    if not (Path(directory) / POSITION_FILE).exists():  # written last: without it the state is partial
+        raise RuntimeError(f"checkpoint {directory} is incomplete (no {POSITION_FILE}); "
+                           "resume from an earlier checkpoint")
     # weights_only: a checkpoint on shared storage is data, never code to run
     payload = torch.load(Path(directory) / STATE_FILE, map_location=device, weights_only=True)
     model.load_state_dict(payload["model"])
