@@ -133,7 +133,8 @@ def compare(outs: Sequence[str], *, seeds: int = 3, budget: int | None = None, o
     print(f"[autoscale-ray] compare: {len(the_arms)} arms x {seeds} seeds at {target:.4g} tokens",
           file=sys.stderr, flush=True)
     try:
-        tuner.fit()
+        with pipeline.experiment_snapshots(tune_store):
+            tuner.fit()
         rows = ray.get(predictor.frame.remote())
     finally:
         ray.kill(predictor)  # its rows are this comparison's only

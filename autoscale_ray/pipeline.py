@@ -17,8 +17,9 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from autoscale_ray.atomic import write_json
 from autoscale_ray.checks import as_text, check_known, normalised, weight_vector
@@ -147,6 +148,28 @@ def _tune_storage(location: str) -> dict[str, Any]:
     if store.local:
         return {"storage_path": store.path}
     return {"storage_path": store.path, "storage_filesystem": store.fs}
+
+
+SNAPSHOT_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
+OBJECT_STORE_SNAPSHOT_S = 60.0
+
+
+@contextmanager
+def experiment_snapshots(tune_store: Store) -> Iterator[None]:
+    """How often Tune snapshots its experiment to an object store. Each snapshot re-uploads the
+    driver's whole experiment folder (every trial's result files, one request per file part), by
+    default every 10 s; a search resumes from its own done/ records, never from that snapshot,
+    so on object storage it is taken every 60 s (and at the end). A local folder, or the
+    user's own TUNE_GLOBAL_CHECKPOINT_S, is left as it is. Tune reads the variable when
+    Tuner.fit starts its controller; it is restored afterwards."""
+    if tune_store.local or SNAPSHOT_ENV in os.environ:
+        yield
+        return
+    os.environ[SNAPSHOT_ENV] = str(OBJECT_STORE_SNAPSHOT_S)
+    try:
+        yield
+    finally:
+        os.environ.pop(SNAPSHOT_ENV, None)
 
 
 def check_domains(cfg: ExperimentConfig, domains: Sequence[str]) -> dict[str, float]:
@@ -328,7 +351,8 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     started = time.time()
     TUNE_RUNNING.set()
     try:
-        grid = tuner.fit()
+        with experiment_snapshots(tune_store):
+            grid = tuner.fit()
     finally:
         TUNE_RUNNING.clear()
     tune_wall = time.time() - started

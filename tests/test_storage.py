@@ -4,6 +4,7 @@ an s3:// output, and a node without the packed corpus fetching it from the outpu
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,26 @@ def test_report_verb_on_s3(s3: str, tmp_path: Path, capsys) -> None:
     store = Store(f"{s3}/run3")
     assert main(["report", store.location]) == 2
     assert "not a finished search folder" in capsys.readouterr().err
+
+
+def test_tune_snapshots_of_an_object_store_experiment_are_every_60_s(tmp_path: Path, monkeypatch) -> None:
+    """Tune re-uploads its whole experiment folder at each snapshot (10 s by default); on object
+    storage a search takes them every 60 s, only while Tuner.fit runs; a local folder and a
+    user's own TUNE_GLOBAL_CHECKPOINT_S are left alone."""
+    from autoscale_ray.pipeline import SNAPSHOT_ENV, experiment_snapshots
+
+    monkeypatch.delenv(SNAPSHOT_ENV, raising=False)
+    remote = Store("s3://bucket/tune")
+    with experiment_snapshots(remote):
+        assert float(os.environ[SNAPSHOT_ENV]) == 60.0
+    assert SNAPSHOT_ENV not in os.environ
+    with experiment_snapshots(Store(tmp_path)):
+        assert SNAPSHOT_ENV not in os.environ
+    monkeypatch.setenv(SNAPSHOT_ENV, "5")
+    with experiment_snapshots(remote):
+        assert os.environ[SNAPSHOT_ENV] == "5"
+    assert os.environ[SNAPSHOT_ENV] == "5"
+    monkeypatch.delenv(SNAPSHOT_ENV)
+    with pytest.raises(RuntimeError), experiment_snapshots(remote):
+        raise RuntimeError("Tuner.fit failed")
+    assert SNAPSHOT_ENV not in os.environ  # restored on an error too
