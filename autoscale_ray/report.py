@@ -98,10 +98,15 @@ def plot_mixtures(rec: dict[str, Any], path: Path) -> str:
             if iv is not None:
                 ax.errorbar([x], [y], yerr=[[y - iv[0]], [iv[1] - y]], color=line.get_color(),
                             capsize=3, lw=1)
+        law = (rec["evidence"].get("budget_law") or {})
+        if law.get("used"):  # the second extrapolation the intervals hold
+            ax.plot(budgets[-1:], [law["weights"][d]], "x", ms=9, color=line.get_color())
     swarm = rec["evidence"].get("swarm")
     title = ("the mixing law's optimum at the target model and budget (*), with intervals"
              if rec.get("projector") == "mixing-law" else
              f"{swarm['method']}'s mixture (*), used unchanged at the target" if swarm else
+             "DDO optima (o), the AutoScale projection (*) and the budget law (x)"
+             if (rec["evidence"].get("budget_law") or {}).get("used") else
              "DDO optima (o) and the AutoScale projection (*), with intervals")
     ax.set(xscale="log", xlabel="token budget", ylabel="weight", title=title)
     ax.legend(fontsize=8)
@@ -221,6 +226,7 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
         lines.append(f"- {int(100 * trust['level'])}% intervals of the target weights: widths "
                      + ", ".join(f"{d} {w:.3g}" for d, w in widths.items()))
     lines += [f"- {line}" for line in trust.get("at_bound_lines", []) + trust.get("capped_lines", [])]
+    lines += _model_gap_lines(trust.get("model_gap"), (rec.get("evidence") or {}).get("budget_law"))
     failed = sorted(frame.loc[frame.get("status", pd.Series(dtype=str)).astype(str) == "failed", "run_id"]
                     .astype(str).unique()) if "status" in frame.columns else []
     if failed:
@@ -232,6 +238,23 @@ def trust_lines(rec: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     if trust.get("actions"):
         lines += ["", "To tighten it:", *[f"- {a}" for a in trust["actions"]]]
     return lines + [""]
+
+
+def _model_gap_lines(gap: dict[str, Any] | None, law: dict[str, Any] | None) -> list[str]:
+    """The second extrapolation (fits/budget_law.py): in the intervals or not, and where it and
+    AutoScale's projection disagree."""
+    if not law:
+        return []
+    if not law.get("used"):
+        return [f"- the budget transfer law (every probe's runs, per-domain losses in effective tokens) "
+                f"{law.get('reason', 'was not fitted')}; the intervals hold AutoScale's projection only"]
+    weights = ", ".join(f"{d} {w:.3g}" for d, w in law["weights"].items())
+    line = (f"- a second extrapolation, the budget transfer law over every probe's runs, "
+            f"{law['reason']} and is in the intervals: its mixture at the target {weights}")
+    if gap and gap.get("domains"):
+        line += (f"; it disagrees with AutoScale's projection beyond its own interval on "
+                 f"{', '.join(gap['domains'])}")
+    return [line]
 
 
 def _expected_line(rec: dict[str, Any]) -> str:
@@ -262,6 +285,7 @@ def _mixlaw_trust_lines(rec: dict[str, Any], trust: dict[str, Any], frame: pd.Da
         lines.append(f"- {int(100 * trust['level'])}% intervals of the target weights: widths "
                      + ", ".join(f"{d} {w:.3g}" for d, w in widths.items()))
     lines += [f"- {line}" for line in trust.get("at_bound_lines", []) + trust.get("capped_lines", [])]
+    lines += _model_gap_lines(trust.get("model_gap"), (rec.get("evidence") or {}).get("budget_law"))
     failed = sorted(frame.loc[frame["status"].astype(str) == "failed", "run_id"].astype(str).unique()) \
         if "status" in frame.columns else []
     if failed:

@@ -6,7 +6,10 @@ every domain's loss. DDOPlan + Predictor run exactly as a search drives them (pr
 4e7, target 1e9, base replicates and refinement rounds as configured). For each noise seed the
 90% intervals of the projected weights are checked against the TRUE optimum at the target
 (noise-free SLSQP on the simplex): coverage = share of (seed, domain) pairs inside, and the mean
-interval width.
+interval width; also in how many seeds the budget transfer law (fits/budget_law.py) fitted the
+runs well enough to join the intervals, and the recommendation's noise-free objective gap to the
+optimum at the target (the uniform mixture's in brackets). The third oracle, a Data Mixing Laws
+surface, is held out: neither DDO's surrogates nor the budget law has its form.
 
 The LR oracle: final loss L(lr, D) = L0(D) + k (log lr - log LR*(D))^2 + noise with
 LR*(D) = B D^-beta (beta 0.25, off the 0.32 prior), swept on a 4-LR grid at two horizons as the
@@ -95,16 +98,20 @@ def main() -> None:
     print(f"90% intervals vs the true optimum at T = {se.TARGET:.3g} tokens, probes {se.PROBES}, "
           f"{args.seeds} noise seeds, noise sd {args.noise}, {args.rounds} DDO round(s), "
           f"{args.replicates} base replicates\n")
-    print("| oracle | surrogate | coverage (seed, domain) | mean width | max width | seconds |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| oracle | surrogate | coverage (seed, domain) | mean width | max width | budget law in | "
+          "gap at T, median % (uniform %) | seconds |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in args.oracles.split(","):
         surface = se.SURFACES[name]
-        w_star, _ = se.true_optimum(se.TARGET, surface=surface)
+        w_star, best = se.true_optimum(se.TARGET, surface=surface)
+        uniform = se.gap({d: 1 / len(se.DOMAINS) for d in se.DOMAINS}, best, surface)
         for surrogate in args.surrogates.split(","):
             t0 = time.perf_counter()
-            inside, widths = [], []
+            inside, widths, gaps, law_used = [], [], [], 0
             for seed in range(args.seeds):
                 rec = mixture_run(surface, seed, args.noise, surrogate, args.rounds, args.replicates)
+                gaps.append(se.gap(rec["weights"], best, surface))
+                law_used += bool(rec["evidence"]["budget_law"].get("used"))
                 for d, truth in zip(se.DOMAINS, w_star):
                     lo, hi = rec["weights_interval"][d]
                     inside.append(lo <= truth <= hi)
@@ -112,7 +119,8 @@ def main() -> None:
                 print(f"  {name}/{surrogate} seed {seed}: inside {sum(inside)}/{len(inside)} so far",
                       file=sys.stderr, flush=True)
             print(f"| {name} | {surrogate} | {np.mean(inside):.2f} ({sum(inside)}/{len(inside)}) | "
-                  f"{np.mean(widths):.3f} | {np.max(widths):.3f} | {time.perf_counter() - t0:.0f} |",
+                  f"{np.mean(widths):.3f} | {np.max(widths):.3f} | {law_used}/{args.seeds} | "
+                  f"{100 * np.median(gaps):.2f} ({100 * uniform:.2f}) | {time.perf_counter() - t0:.0f} |",
                   flush=True)
     cov, width = lr_coverage(args.seeds, args.noise)
     print(f"\nLR oracle (LR* = {LR_B} D^-{LR_BETA}, 4-LR sweeps at {LR_PROBES}, target "

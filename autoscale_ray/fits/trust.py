@@ -20,8 +20,11 @@ def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Map
                   weights_interval: Mapping[str, Sequence[float]], at_bound: Sequence[str],
                   capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float,
                   lr_law: Any, lr_method: str, target: float, probes: Sequence[int],
-                  rounds: Mapping[str, int], level: float) -> dict[str, Any]:
-    """The trust section (module docstring) as a dict; `actions` say what would tighten it."""
+                  rounds: Mapping[str, int], level: float,
+                  budget_law: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The trust section (module docstring) as a dict; `actions` say what would tighten it.
+    `budget_law`: the second extrapolation (fits/budget_law.py); where it fits the runs and its
+    optimum differs from the projection's, the gap is model uncertainty a line names."""
     actions: list[str] = []
     noise = {p: {k: o.get(k) for k in ("noise", "snr", "within_noise")}
              for p, o in probe_optima.items()}
@@ -56,6 +59,11 @@ def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Map
     if lr_on_prior:
         actions.append("the LR rests on Bjorck et al.'s prior exponent: sweep LRs at a third "
                        "probe budget (search.probe_budgets) with a grid that brackets LR*")
+    model_gap = _model_gap(weights, budget_law)
+    if model_gap["domains"]:
+        actions.append(f"{', '.join(model_gap['domains'])}: AutoScale's projection and the budget "
+                       "transfer law disagree at the target; a verify run at the target "
+                       "(search.verify) or a third probe budget tells which extrapolation holds")
     factor = float(target) / float(max(probes))
     if factor > 100:
         actions.append(f"the target is {factor:.3g}x the largest probe: a larger probe budget "
@@ -74,8 +82,20 @@ def trust_summary(*, probe_optima: Mapping[str, Mapping[str, Any]], weights: Map
         "lr_on_prior": lr_on_prior,
         "lr_prior_share": prior_share,
         "extrapolation_factor": factor,
+        "model_gap": model_gap,
         "actions": actions,
     }
+
+
+def _model_gap(weights: Mapping[str, float], budget_law: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Per domain, the budget transfer law's weight minus the projection's, and the domains whose
+    gap is wider than the law's own interval half-width (the data cannot explain it as noise)."""
+    if not budget_law or not budget_law.get("used"):
+        return {"used": False, "reason": (budget_law or {}).get("reason"), "gaps": {}, "domains": []}
+    law_w, law_iv = budget_law["weights"], budget_law["intervals"]
+    gaps = {d: float(law_w[d] - w) for d, w in weights.items()}
+    beyond = [d for d, w in weights.items() if not law_iv[d][0] <= w <= law_iv[d][1]]
+    return {"used": True, "reason": budget_law.get("reason"), "gaps": gaps, "domains": beyond}
 
 
 def _cap_lines(capped: Sequence[str], epochs: Mapping[str, float], max_epochs: float) -> list[str]:
