@@ -248,7 +248,7 @@ def _model_gap_lines(gap: dict[str, Any] | None, law: dict[str, Any] | None) -> 
     if not law.get("used"):
         return [f"- the budget transfer law (every probe's runs, per-domain losses in effective tokens) "
                 f"{law.get('reason', 'was not fitted')}; the intervals hold AutoScale's projection only"]
-    weights = ", ".join(f"{d} {w:.3g}" for d, w in law["weights"].items())
+    weights = ", ".join(f"{d} {round(w, 4):.3g}" for d, w in law["weights"].items())
     line = (f"- a second extrapolation, the budget transfer law over every probe's runs, "
             f"{law['reason']} and is in the intervals: its mixture at the target {weights}")
     if gap and gap.get("domains"):

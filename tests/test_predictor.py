@@ -170,3 +170,28 @@ def test_expected_losses_use_every_ddo_run() -> None:
     runs = plan.results["recommendation"]["expected_loss"]["runs"]
     ddo_keys = sorted({r["key"] for r in pred.rows if r["key"].startswith("ddo/")})
     assert runs == ddo_keys and any("/r2/" in k for k in runs) and len(runs) > 2 * 7
+
+
+def test_a_probe_trains_at_its_own_sweeps_vertex_not_the_shrunk_law() -> None:
+    """The demo's case: vertices 1.7e-2 at 1e5 tokens and 2.2e-3 at 3e5 (a slope far from
+    Bjorck et al.'s 0.32), where the prior-shrunk law gave 4.4e-3 and 2.9e-3.
+    Near a swept horizon the run's LR is that horizon's vertex moved along the law's slope;
+    far from every horizon (the target) it is the law's."""
+    true_star = {100_000: 3e-2, 300_000: 1.3e-3}
+    pred = Predictor(DOMAINS, 4_800_000, probes=list(true_star))
+    rng = np.random.default_rng(0)  # noisy losses: the vertices have standard errors, so the prior acts
+    for horizon, star in true_star.items():
+        for k, lr in enumerate(star * np.array([0.1, 0.3, 1.0, 3.0, 10.0])):
+            loss = 3.0 + 0.05 * np.log(lr / star) ** 2 + rng.normal(0, 0.02)
+            pred.add(f"lr/{horizon}/{k}", [{"run_id": f"lr{horizon}-{k}", "tokens": horizon, "budget": horizon,
+                                             "lr": float(lr), "loss": loss,
+                                             **{f"w.{d}": 1 / 3 for d in DOMAINS}}], {"probe": horizon})
+    law = pred.lr_law()
+    assert law.beta < law.beta_raw  # the prior pulled the slope toward 0.32
+    vertex = {h.tokens: h.lr_star for h in law.horizons}
+    assert float(law.predict(300_000)) > 1.2 * vertex[300_000]  # the law's value is off there
+    for horizon, star in true_star.items():
+        assert vertex[horizon] == pytest.approx(star, rel=0.5)
+        assert pred.lr_for(horizon) == pytest.approx(vertex[horizon], rel=1e-12)
+        assert pred.lr_for(1.5 * horizon) == pytest.approx(vertex[horizon] * 1.5 ** -law.beta, rel=1e-12)
+    assert pred.lr_for(4_800_000) == float(law.predict(4_800_000))  # 16x past the last horizon

@@ -49,7 +49,7 @@ def human(rec: dict[str, Any]) -> str:
         if budget_law:  # the second extrapolation (fits/budget_law.py): in the intervals or not
             lines.append("  model check: the budget transfer law "
                          + (f"{budget_law['reason']}; its mixture is in the intervals: " + ", ".join(
-                             f"{d} {w:.3g}" for d, w in budget_law["weights"].items())
+                             f"{d} {round(w, 4):.3g}" for d, w in budget_law["weights"].items())
                             if budget_law.get("used") else f"{budget_law.get('reason')}; not in the intervals"))
         lines += [f"  to tighten: {a}" for a in trust.get("actions", [])]
     lines.append(f"{trained_on}; utilisation {util.get('utilisation', float('nan')):.2f}")
