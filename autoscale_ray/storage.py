@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from autoscale_ray.atomic import atomic_path, json_text
 from autoscale_ray.errors import BadInput, redact
+
+
+# pyarrow >= 21's S3FileSystem(allow_delayed_open=...): writes smaller than a part become one request
+_DELAYED_OPEN = int(pa.__version__.split(".")[0]) >= 21
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -46,6 +51,10 @@ def filesystem_for(uri: str, storage_options: Mapping[str, Any] | None = None
             endpoint = ep.netloc or ep.path
         if "region" not in opts and os.environ.get("AWS_DEFAULT_REGION"):
             opts["region"] = os.environ["AWS_DEFAULT_REGION"]
+        if _DELAYED_OPEN:
+            # a file smaller than one part goes up as one PutObject at close, not a 3-request
+            # multipart upload: the search's records, Tune's result files and small checkpoints
+            opts.setdefault("allow_delayed_open", True)
         try:
             fs = pafs.S3FileSystem(endpoint_override=endpoint, **opts)
         except TypeError as exc:  # an unknown storage option

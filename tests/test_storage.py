@@ -108,3 +108,23 @@ def test_tune_snapshots_of_an_object_store_experiment_are_every_60_s(tmp_path: P
     with pytest.raises(RuntimeError), experiment_snapshots(remote):
         raise RuntimeError("Tuner.fit failed")
     assert SNAPSHOT_ENV not in os.environ  # restored on an error too
+
+
+def test_a_small_object_is_one_put_not_a_multipart_upload(s3: str, s3_server) -> None:  # noqa: F811
+    """Every record the search writes per trial (done/, trained/, progress.json) and Tune's small
+    result files go up as one PutObject; a 3-request multipart upload each made S3 searches slower."""
+    import boto3
+
+    from autoscale_ray.storage import _DELAYED_OPEN
+
+    if not _DELAYED_OPEN:
+        pytest.skip("pyarrow < 21 has no allow_delayed_open")
+    store = Store(f"{s3}/puts")
+    store.write_json("done/a.json", {"key": "a"})
+    store.write_bytes("big.bin", b"x" * (12 << 20))  # over one part: still written whole
+    client = boto3.client("s3", endpoint_url=s3_server["endpoint_override"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    # a multipart upload's ETag ends in -<parts>; a single PutObject's is a plain MD5
+    assert "-" not in client.head_object(Bucket="store", Key="puts/done/a.json")["ETag"]
+    assert json.loads(store.read_text("done/a.json")) == {"key": "a"} and len(store.read_bytes("big.bin")) == 12 << 20
+
