@@ -128,8 +128,11 @@ def compare(outs: Sequence[str], *, seeds: int = 3, budget: int | None = None, o
              for arm, a in the_arms.items() for seed in range(seeds)]
     tune_store = layout.tune_store(store, None)
     contract = build_contract(cfg, corpus.root, store)
-    predictor = pipeline.start_search_predictor(cfg, tuple(corpus.domains), {d: 1 / len(domains) for d in domains})
-    tuner, _ = pipeline.make_tuner(cfg, contract, TrialListPlan(specs), store, tune_store, cfg.name)
+    name = pipeline.predictor_name(cfg)
+    predictor = pipeline.start_search_predictor(cfg, tuple(corpus.domains), {d: 1 / len(domains) for d in domains},
+                                                name=name)
+    tuner, _ = pipeline.make_tuner(cfg, contract, TrialListPlan(specs), store, tune_store, cfg.name,
+                                   predictor=name)
     print(f"[autoscale-ray] compare: {len(the_arms)} arms x {seeds} seeds at {target:.4g} tokens",
           file=sys.stderr, flush=True)
     try:

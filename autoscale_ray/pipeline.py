@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -342,9 +343,10 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
 
     contract = build_contract(cfg, corpus.root, store)
     plan = plan_config(cfg, weights)
+    name = predictor_name(cfg)
     predictor = start_search_predictor(cfg, tuple(corpus.domains), weights,
-                                       available_tokens(cfg, corpus))
-    tuner, progress = make_tuner(cfg, contract, plan, store, tune_store, experiment)
+                                       available_tokens(cfg, corpus), name=name)
+    tuner, progress = make_tuner(cfg, contract, plan, store, tune_store, experiment, predictor=name)
     # Tune's own hint points into Ray's session folder; the events are under the output store
     print(f"[autoscale-ray] Tune experiment {tune_store.uri(experiment)}; "
           f"TensorBoard: tensorboard --logdir {tune_store.uri()}", file=sys.stderr, flush=True)
@@ -408,12 +410,13 @@ def available_tokens(cfg: ExperimentConfig, corpus: Any) -> dict[str, float]:
 
 
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float],
-                           available: dict[str, float] | None = None):
-    """The search's named predictor actor, told the configured DDO design and the data there is."""
+                           available: dict[str, float] | None = None, *, name: str):
+    """The search's named predictor actor (`name`: predictor_name), told the configured DDO design
+    and the data there is."""
     from autoscale_ray.predictor import start_predictor
 
     search = cfg.search
-    return start_predictor(predictor_name(cfg), domains=domains, target=search.target_budget,
+    return start_predictor(name, domains=domains, target=search.target_budget,
                            probes=search.probe_budgets, lr=search.lr,
                            min_multiplier=search.min_multiplier, metric=search.metric,
                            min_weight=search.min_weight, base_weights=weights,
@@ -426,11 +429,13 @@ def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weig
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:
-    return f"autoscale-predictor-{cfg.name}"
+    """A name no other session shares: the previous search of the same name in this Ray session
+    may not be gone yet, and its actor (with that search's runs) must never be picked up."""
+    return f"autoscale-predictor-{cfg.name}-{uuid.uuid4().hex[:12]}"
 
 
 def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tune_store: Store,
-               experiment: str) -> tuple[Any, Any]:
+               experiment: str, *, predictor: str) -> tuple[Any, Any]:
     """ONE Tune experiment: the searcher over the plan (DDO's or a swarm's settings, or a plan
     object such as compare's trial list), trials = `search_trial` under the contract, progress
     lines and progress.json from a callback."""
@@ -450,7 +455,7 @@ def make_tuner(cfg: ExperimentConfig, contract: Any, plan: Any, store: Store, tu
         plan = MixlawPlan(plan)
     elif not hasattr(plan, "next_spec"):  # DDO's settings; a plan object is used as it is
         plan = DDOPlan(plan)
-    searcher = DDOSearcher(plan, predictor_name(cfg), output=store.location)
+    searcher = DDOSearcher(plan, predictor, output=store.location)
     progress = ProgressCallback(store, slots=resources.max_concurrent_trials,
                                 planned=searcher.plan.planned_trials)
     tuner = tune.Tuner(

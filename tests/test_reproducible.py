@@ -107,3 +107,14 @@ def test_a_search_run_twice_gives_the_same_recommendation(tmp_path: Path) -> Non
     assert files[0]["weights"] == files[1]["weights"] == recs[0]["weights"] == recs[1]["weights"]
     assert files[0]["lr"] == files[1]["lr"] and files[0]["tokens"] == files[1]["tokens"]
     assert files[0]["expected_loss"] == files[1]["expected_loss"]
+
+
+def test_each_session_of_a_search_has_its_own_predictor_actor(tmp_path: Path) -> None:
+    """The same search run twice in one Ray session once picked up the first run's predictor
+    (get_if_exists) while it was being destroyed: ActorDiedError, or the first run's rows."""
+    from autoscale_ray.config import load_config
+    from autoscale_ray.pipeline import predictor_name
+
+    cfg = load_config(config_file(tmp_path, "repro"))
+    names = {predictor_name(cfg) for _ in range(3)}
+    assert len(names) == 3 and all(n.startswith("autoscale-predictor-repro-") for n in names)
