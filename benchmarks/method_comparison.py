@@ -26,13 +26,14 @@ TARGET = 2.4e5
 
 def configs(root: Path, swarm_size: int) -> dict[str, dict]:
     cache = root / "cache"
-    auto = experiment_config("cmp-autoscale", cache, search={
+    tiny = {"model": "gpt2-tiny"}  # the proxies RESULTS.md's comparison was measured with
+    auto = experiment_config("cmp-autoscale", cache, train=tiny, search={
         "probe_budgets": PROBES, "target_budget": TARGET, "verify_probe": False,
         "ddo": {"rounds": 1, "replicates": 2}})
     out = {"autoscale": auto}
     for method in ("regmix", "log-linear"):
         out[method] = experiment_config(f"cmp-{method}", cache, drop=("search.probe_budgets", "search.verify_probe"),
-                                        search={"target_budget": TARGET, "method": method,
+                                        train=tiny, search={"target_budget": TARGET, "method": method,
                                                 "swarm": {"size": swarm_size, "budget": PROBES[0]},
                                                 "ddo": {"replicates": 2}})
     return out

@@ -2,7 +2,7 @@
 
 `LOG`: the output of `pytest -q -ra --durations=0` (every phase's seconds); the phases (setup, call,
 teardown) are summed per file and the files printed by their share of the total. `--search`: one
-search of tests/helpers.py's SMALL_CONFIG (18 gpt2-tiny trials, 2 slots) through `pipeline.run`,
+search of tests/helpers.py's SMALL_CONFIG (18 gpt2-nano trials, 2 slots) through `pipeline.run`,
 split into Ray's start, the Tune experiment (its start until the first trial runs, from the search's
 own evidence.utilisation, and the trials), and the rest (corpus, fits, report), as shares of the
 search's wall time.

@@ -13,12 +13,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
-# The search the end-to-end tests run: the synthetic corpus (4 domains), gpt2-tiny proxies at two
-# tiny probe budgets, a fixed LR, no verify stage: 2 x (2 x 4 + 1) trials.
+# The search the end-to-end tests run: the synthetic corpus (4 domains), gpt2-nano proxies (1 layer
+# of 64: the machinery under test is the same at any size, and a trial trains 3.3x faster than
+# gpt2-tiny's) at two tiny probe budgets, a fixed LR, no verify stage: 2 x (2 x 4 + 1) trials.
 SMALL_CONFIG: dict[str, Any] = {
     "name": "e2e",
     "corpus": {"synthetic": True, "seq_len": 64, "val_tokens": 2048, "cache_dir": "cache"},
-    "train": {"model": "gpt2-tiny", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
+    "train": {"model": "gpt2-nano", "global_batch_tokens": 1024, "micro_batch": 16, "eval_count": 6,
               "eval_batches": 2},
     # one DDO round: the machinery tests run the paper's 2m+1 design; test_pipeline's end-to-end
     # test runs the default refinement round
