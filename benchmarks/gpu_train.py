@@ -6,12 +6,19 @@ MFU (6N + 12 L d T FLOPs per token over the device's dense bf16 peak) come from 
 evaluation rows, skipping the first window (warm-up, compilation).
 
     .venv/bin/python benchmarks/gpu_train.py                     # GPT-2 124M shape, seq 1024, CUDA
-    .venv/bin/python benchmarks/gpu_train.py --smoke             # tiny shape on CPU: a smoke check
+    .venv/bin/python benchmarks/gpu_train.py --model gpt2-124m gpt2-774m
+    .venv/bin/python benchmarks/gpu_train.py --pack 1 2 4 8      # k tiny proxies on one device
+    .venv/bin/python benchmarks/gpu_train.py --smoke [--pack 1 2] # tiny shape on CPU: a smoke check
+
+`--pack K ...` runs K processes at once on the one device, each a gpt2-tiny proxy (seq 128), as Ray
+packs K trials with a GPU fraction of 1/K each (one worker process per trial), and prints their
+aggregate steady tokens/s against K = 1's.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import time
 
 import torch
@@ -56,33 +63,67 @@ def measure(model_name: str, seq_len: int, micro_batch: int, accumulation: int, 
             "loss": rows[-1]["loss"], "params": rows[-1]["params"]}
 
 
+def _packed_one(barrier, queue, args: tuple) -> None:
+    torch.set_num_threads(1)  # K processes share the host's cores
+    barrier.wait()  # start together: the aggregate is over overlapping runs
+    queue.put(measure(*args))
+
+
+def measure_packed(k: int, args: tuple) -> dict:
+    """K processes training the same proxy at once (spawned, as Ray starts trial workers)."""
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(k), ctx.Queue()
+    procs = [ctx.Process(target=_packed_one, args=(barrier, queue, args)) for _ in range(k)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return {"tokens_per_s": sum(r["tokens_per_s"] for r in results),
+            "slowest_s": max(r["wall_s"] for r in results),
+            "peak_mem_gib": max(r["peak_mem_gib"] for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gpt2-124m")
+    parser.add_argument("--model", nargs="+", default=["gpt2-124m"])
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--micro-batch", type=int, default=16)
     parser.add_argument("--accumulation", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--compile", choices=["off", "on", "both"], default="both")
     parser.add_argument("--smoke", action="store_true", help="gpt2-tiny, seq 128, few steps, CPU ok")
+    parser.add_argument("--pack", type=int, nargs="+", help="K tiny proxies at once, for each K given")
     args = parser.parse_args()
-    if args.smoke:
-        args.model, args.seq_len, args.micro_batch, args.accumulation, args.steps = \
-            "gpt2-tiny", 128, 8, 1, 12
+    if args.smoke or args.pack:
+        args.model, args.seq_len, args.micro_batch, args.accumulation = ["gpt2-tiny"], 128, 8, 1
+        args.steps = 12 if args.smoke else args.steps
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    print(f"{args.model} on {name}: seq {args.seq_len}, micro-batch {args.micro_batch} x "
+    vocab = VOCAB if device.type == "cuda" else 260  # bytes on CPU: the smoke check's shape
+    print(f"{', '.join(args.model)} on {name}: seq {args.seq_len}, micro-batch {args.micro_batch} x "
           f"{args.accumulation} accumulation, {args.steps} steps, "
           f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, SDPA, torch {torch.__version__}")
-    print(f"{'compile':<9}{'tokens/s':>12}{'MFU':>8}{'peak GiB':>10}{'wall s':>9}{'loss':>8}")
-    for flag in modes:
-        m = measure(args.model, args.seq_len, args.micro_batch, args.accumulation, args.steps,
-                    flag, device, VOCAB if not args.smoke else 260)
-        print(f"{'on' if flag else 'off':<9}{m['tokens_per_s']:>12.0f}{m['mfu']:>8.1%}"
-              f"{m['peak_mem_gib']:>10.2f}{m['wall_s']:>9.1f}{m['loss']:>8.3f}")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    if args.pack:
+        print(f"{'K':>3}{'aggregate tokens/s':>20}{'vs K=1':>8}{'slowest s':>11}{'peak GiB':>10}")
+        base = 0.0
+        for k in sorted({1, *args.pack}):  # K = 1 first: the baseline, measured in this run
+            m = measure_packed(k, (args.model[0], args.seq_len, args.micro_batch, args.accumulation,
+                                   args.steps, False, device, vocab))
+            base = base or m["tokens_per_s"]
+            print(f"{k:>3}{m['tokens_per_s']:>20.0f}{m['tokens_per_s'] / base:>8.2f}{m['slowest_s']:>11.1f}"
+                  f"{m['peak_mem_gib']:>10.2f}")
+        return
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    print(f"{'model':<11}{'compile':<9}{'tokens/s':>12}{'MFU':>8}{'peak GiB':>10}{'wall s':>9}{'loss':>8}")
+    for model_name in args.model:
+        for flag in modes:
+            m = measure(model_name, args.seq_len, args.micro_batch, args.accumulation, args.steps,
+                        flag, device, vocab)
+            print(f"{model_name:<11}{'on' if flag else 'off':<9}{m['tokens_per_s']:>12.0f}{m['mfu']:>8.1%}"
+                  f"{m['peak_mem_gib']:>10.2f}{m['wall_s']:>9.1f}{m['loss']:>8.3f}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
