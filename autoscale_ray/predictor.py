@@ -22,12 +22,13 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.epochs import MAX_EPOCHS, cap_epochs
 from autoscale_ray.laws.loss_law import bootstrap_predictions, fit_loss_law
 from autoscale_ray.laws.lr_horizon import BETA_BJORCK, fit_horizon, fit_lr_horizon, lr_prior_interval
-from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
+from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval, solve_each
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, validate
 from autoscale_ray.fits.budget_law import NAME as BUDGET_LAW, budget_law_alternative, pooled_noise_sd, widen
 from autoscale_ray.fits.ddo import ddo
 from autoscale_ray.fits.ddo_models import with_other_surrogate
+from autoscale_ray.fits.parallel import ray_solve_all
 from autoscale_ray.fits.project import project
 from autoscale_ray.fits.mixlaw_search import held_out_line, mixlaw_answer
 from autoscale_ray.fits.swarm import CHOOSING, at_bound as swarm_at_bound, choose_mixture
@@ -51,8 +52,11 @@ class Predictor:
                  level: float = DEFAULT_LEVEL, loss_draws: int = LOSS_DRAWS,
                  compare_models: bool = True, method: str = "autoscale",
                  fixed_weights: Mapping[str, float] | None = None, seed: int = 0,
-                 projector: str = "autoscale", target_params: float | None = None) -> None:
+                 projector: str = "autoscale", target_params: float | None = None,
+                 parallel_draws: bool = False) -> None:
         self.domains = tuple(domains)
+        # the bootstraps' refits on Ray tasks (the actor does this), same rows as in order
+        self.solve_all = ray_solve_all if parallel_draws else solve_each
         # autoscale: DDO optima across budgets; mixing-law: the law over probe models (fits/mixlaw_search.py)
         self.projector = projector
         self.target_params = target_params
@@ -196,7 +200,7 @@ class Predictor:
         fit = dict(base=str(base.iloc[0]) if len(base) else None, metric=self.metric,
                    min_multiplier=self.min_multiplier, design=self.design, down=self.down,
                    up=self.up, design_runs=set(first["run_id"].astype(str)))
-        mix = ddo(table, surrogate=self.surrogate, **fit)
+        mix = ddo(table, surrogate=self.surrogate, solve_all=self.solve_all, **fit)
         if self.compare_models:  # the other surrogate, where equally good, widens the intervals
             mix = with_other_surrogate(table, mix, **fit)
         if mix.extra.get("contradicted"):
@@ -361,7 +365,7 @@ class Predictor:
             self._table(f, "ddo, every probe"), self.domains, self.target,
             noise_sd=pooled_noise_sd([s.extra for s in sources], self.domains), metric=self.metric,
             available=self.available, max_epochs=self.max_epochs, level=self.level, seed=self.seed,
-            starts=[np.array([projected.weights[d] for d in self.domains])])
+            starts=[np.array([projected.weights[d] for d in self.domains])], solve_all=self.solve_all)
         if not alt["used"]:
             self._note(f"the budget transfer law is left out of the intervals: {alt['reason']}")
         return alt
@@ -509,4 +513,5 @@ def start_predictor(name: str, **kwargs: Any):
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor_cls = ray.remote(num_cpus=0)(Predictor)
-    return actor_cls.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(**kwargs)
+    return actor_cls.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(
+        **{"parallel_draws": True, **kwargs})

@@ -22,7 +22,7 @@ import pandas as pd
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.budget_transfer import OBJECTIVES, budget_transfer_optimum, fit_budget_transfer
 from autoscale_ray.laws.mixture_optimum import epoch_caps
-from autoscale_ray.laws.noise import DEFAULT_LEVEL, percentile_interval
+from autoscale_ray.laws.noise import DEFAULT_LEVEL, SolveAll, parametric_draws, percentile_interval, solve_each
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable
 
 AGREE = 2.0      # the law must reproduce each domain's losses within 2 noise sd (RMS)
@@ -34,10 +34,11 @@ def budget_law_alternative(table: RunsTable, domains: Sequence[str], target: flo
                            noise_sd: Mapping[str, float | None], metric: str = "mean-loss",
                            available: Mapping[str, float] | None = None, max_epochs: float = 4.0,
                            level: float = DEFAULT_LEVEL, draws: int = DRAWS, seed: int = 0,
-                           starts: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+                           starts: Sequence[np.ndarray] = (), solve_all: SolveAll = solve_each) -> dict[str, Any]:
     """The law fitted to `table`'s runs (final evaluations, several budgets), its optimum at
     `target` under the epoch caps, and whether it is an equally good model of the runs
-    (`used`, `reason`). `noise_sd`: each domain's loss sd between replicate seeds."""
+    (`used`, `reason`). `noise_sd`: each domain's loss sd between replicate seeds; `solve_all`
+    solves the bootstrap's redraws (laws/noise.py: in order here, or in parallel)."""
     out: dict[str, Any] = {"name": NAME, "used": False}
     if metric not in OBJECTIVES:
         return {**out, "reason": f"not fitted: it predicts per-domain losses, not `{metric}`"}
@@ -69,17 +70,15 @@ def budget_law_alternative(table: RunsTable, domains: Sequence[str], target: flo
     if not worst <= AGREE:
         return {**out, "reason": f"misses the runs by up to {worst:.2g} noise sd (RMS): not an "
                                  "equally good model"}
-    rng = np.random.default_rng(seed)
-    fitted = losses + law.residuals
-    sigma = np.maximum(sd, law.rmse)
-    rows = []
-    for _ in range(draws):
-        redrawn = fitted + rng.normal(0.0, 1.0, fitted.shape) * sigma
+    def refit(redrawn: np.ndarray) -> np.ndarray:
         if (redrawn <= 0).any():
-            continue
-        refit = fit_budget_transfer(q, redrawn, ref=law.ref, warm=law, domains=domains)
-        rows.append(budget_transfer_optimum(refit, target, metric=metric, caps=caps, starts=[point]))
-    lo, hi = percentile_interval(np.array(rows).reshape(-1, len(domains)), level, point) if rows \
+            raise ValueError("a redrawn loss is not positive")  # skipped: the law needs L > 0
+        law_star = fit_budget_transfer(q, redrawn, ref=law.ref, warm=law, domains=domains)
+        return budget_transfer_optimum(law_star, target, metric=metric, caps=caps, starts=[point])
+
+    rows = parametric_draws(refit, losses + law.residuals, np.maximum(sd, law.rmse), draws, seed,
+                            solve_all)
+    lo, hi = percentile_interval(rows.reshape(-1, len(domains)), level, point) if len(rows) \
         else (point, point)
     return {**out, "used": True, "worst_rmse_in_noise_sd": worst,
             "reason": f"reproduces the runs within {worst:.2g} noise sd (RMS)",

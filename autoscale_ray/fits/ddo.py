@@ -24,7 +24,7 @@ from autoscale_ray.fits.mixture_health import check_ddo_columns, ddo_report, des
 from autoscale_ray.laws.ddo import solve_ddo
 from autoscale_ray.laws.ddo_transfer import OBJECTIVES, TransferResult, solve_ddo_transfer
 from autoscale_ray.laws.evidence import contradictions
-from autoscale_ray.laws.noise import DEFAULT_LEVEL, replicate_sd
+from autoscale_ray.laws.noise import DEFAULT_LEVEL, SolveAll, replicate_sd, solve_each
 from autoscale_ray.fits.uncertainty import BOOTSTRAP, ddo_uncertainty, objective_noise
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.runs import LOSS_PREFIX, RunsTable, read_runs, require_weight_columns
@@ -43,7 +43,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         average_duplicates: bool = False, surrogate: str = "paper",
         eval_weights: Mapping[str, float] | None = None,
         design_runs: Collection[str] | None = None, declared_factors: bool = False,
-        level: float = DEFAULT_LEVEL, bootstrap: int = BOOTSTRAP, seed: int = 0) -> Mixture:
+        level: float = DEFAULT_LEVEL, bootstrap: int = BOOTSTRAP, seed: int = 0,
+        solve_all: SolveAll = solve_each) -> Mixture:
     """DDO on a runs table (path or `RunsTable`). Returns the optimum as a `Mixture` at the base
     run's budget; fit details (multipliers, per-domain responses, residuals) are in `extra`.
     `surrogate`: "paper" (additive, fitted to the objective) or "transfer" (per-domain losses with
@@ -57,7 +58,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     Uncertainty (fits/uncertainty.py): the base run's replicates (same mixture, other seeds)
     measure the noise; `snr` is each domain's largest effect on the objective against it, and
     `intervals` the `level` percentile intervals of the optimal weights over `bootstrap`
-    parametric redraws of the runs (seeded by `seed`), widened to every equally good fit."""
+    parametric redraws of the runs (seeded by `seed`; `solve_all` refits them, laws/noise.py), widened
+    to every equally good fit."""
     if surrogate not in SURROGATES:
         raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
                        f"use one of: {', '.join(SURROGATES)}")
@@ -95,7 +97,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         return _ddo_transfer(table, final, run_ids, base_index, n_design, metric=metric, down=down,
                              up=up, design=design, min_multiplier=min_multiplier,
                              eval_weights=eval_weights, health=health,
-                             uncertainty=dict(level=level, draws=bootstrap, seed=seed))
+                             uncertainty=dict(level=level, draws=bootstrap, seed=seed,
+                                              solve_all=solve_all))
     objective = table.objective(metric, final)
     quantities = table.quantities(final)
     try:
@@ -125,7 +128,8 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
         sigma=sigma, measured_from=measured, redraw_sigma=redraw,
         fitted=objective + fit.residuals * res.base_objective, solve=refit, point=opt.weights,
         alternatives=res.alternative_weights, source=source,
-        per_domain_sd=_loss_sd(table, final, d.base_runs), level=level, draws=bootstrap, seed=seed)
+        per_domain_sd=_loss_sd(table, final, d.base_runs), level=level, draws=bootstrap, seed=seed,
+        solve_all=solve_all)
     if res.weight_spread > AMBIGUITY_WARN:
         log.warning("%s: %d other surrogate fit(s) explain the runs as well and move a weight by up "
                     "to %.3g; add more factors per domain (e.g. 0.5 and 2) or replicate seeds",

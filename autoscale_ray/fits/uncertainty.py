@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from autoscale_ray.laws.noise import (DEFAULT_LEVEL, SNR_WITHIN_NOISE, parametric_draws,
-                                      percentile_interval, perturbation_snr, replicate_sd)
+from autoscale_ray.laws.noise import (DEFAULT_LEVEL, SNR_WITHIN_NOISE, SolveAll, parametric_draws,
+                                      percentile_interval, perturbation_snr, replicate_sd, solve_each)
 
 log = logging.getLogger("autoscale_ray")
 
@@ -36,12 +36,13 @@ def ddo_uncertainty(*, objective: np.ndarray, base_runs: Sequence[int], perturbe
                     solve: Callable[[np.ndarray], np.ndarray], point: np.ndarray,
                     alternatives: Sequence[np.ndarray], source: str,
                     per_domain_sd: np.ndarray | None = None, level: float = DEFAULT_LEVEL,
-                    draws: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+                    draws: int = BOOTSTRAP, seed: int = 0, solve_all: SolveAll = solve_each) -> dict[str, Any]:
     """The `extra` entries of a DDO fit about its uncertainty.
 
     `objective`: the design runs' objectives (for the signal-to-noise); `sigma` its noise sd;
     `fitted`: the fit's values of what `solve` refits (objectives, or per-domain losses), redrawn
-    with sd `redraw_sigma`; `solve` maps redrawn values to optimal weights."""
+    with sd `redraw_sigma`; `solve` maps redrawn values to optimal weights, `solve_all` runs it over
+    the redraws (laws/noise.py: in order, or in parallel with the same rows)."""
     m = len(names)
     snr = perturbation_snr(objective, base_runs, perturbed, m, sigma) if math.isfinite(sigma) \
         else np.full(m, math.nan)
@@ -52,7 +53,7 @@ def ddo_uncertainty(*, objective: np.ndarray, base_runs: Sequence[int], perturbe
         # published DDO runs (AutoScale's) have one base run, and their fits are not unhealthy
         rows = np.empty((0, m))
     else:
-        rows = parametric_draws(solve, fitted, redraw_sigma, draws, seed)
+        rows = parametric_draws(solve, fitted, redraw_sigma, draws, seed, solve_all)
     lo, hi = percentile_interval(rows, level, include) if len(rows) else (include.min(0), include.max(0))
     if within:
         log.warning("%s: the perturbations of %s moved the objective by less than %g noise sd "

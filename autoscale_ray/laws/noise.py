@@ -65,18 +65,30 @@ def percentile_interval(draws: np.ndarray, level: float = DEFAULT_LEVEL,
     return lo, hi
 
 
+SolveAll = Callable[[Callable[[np.ndarray], np.ndarray], Sequence[np.ndarray]], list]
+
+
+def solve_each(solve: Callable[[np.ndarray], np.ndarray], redraws: Sequence[np.ndarray]) -> list:
+    """solve(y) for each redraw in order, None where the solver rejects it (ValueError, e.g. a fit
+    without a valid root). A caller may run this over chunks of the redraws in parallel: each
+    result depends on its redraw alone."""
+    out = []
+    for y in redraws:
+        try:
+            out.append(np.asarray(solve(y), dtype=float))
+        except ValueError:
+            out.append(None)
+    return out
+
+
 def parametric_draws(solve: Callable[[np.ndarray], np.ndarray], fitted: np.ndarray,
-                     sigma: np.ndarray | float, n: int, seed: int = 0) -> np.ndarray:
+                     sigma: np.ndarray | float, n: int, seed: int = 0,
+                     solve_all: SolveAll = solve_each) -> np.ndarray:
     """Rows solve(fitted + N(0, sigma^2)) for n redraws (module docstring), from a fixed-seed
-    generator so the draws are reproducible; a redraw the solver rejects (ValueError, e.g. a
-    fit without a valid root) is skipped, so fewer than n rows may come back."""
+    generator so the draws are reproducible; a redraw the solver rejects is skipped, so fewer than
+    n rows may come back. `solve_all(solve, redraws)` solves them as `solve_each` does (a parallel
+    one returns the same rows: the redraws are drawn here, in order, before any is solved)."""
     rng = np.random.default_rng(seed)
     centre = np.asarray(fitted, dtype=float)
-    rows = []
-    for _ in range(n):
-        noisy = centre + rng.normal(0.0, 1.0, centre.shape) * sigma
-        try:
-            rows.append(np.asarray(solve(noisy), dtype=float))
-        except ValueError:
-            continue
-    return np.array(rows)
+    redraws = [centre + rng.normal(0.0, 1.0, centre.shape) * sigma for _ in range(n)]
+    return np.array([row for row in solve_all(solve, redraws) if row is not None])
