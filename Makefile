@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_stream.py
 	$(BIN)/python benchmarks/train_overhead.py --tokens 800000
 	$(BIN)/python benchmarks/storage_overhead.py --repeats 2
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/fit_parallel.py --repeats 2
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,83 @@
+"""The fits at the end of a search: bootstrap refits in order vs on Ray tasks (fits/parallel.py).
+
+Runs the cluster tests' search shape once (`autoscale-ray run`: an LR sweep of 4 at two probes, then
+DDO at both with 2 base replicates, 30 gpt2-nano trials, local Ray), then, in this process, refits
+its runs table with a `Predictor` twice on the same Ray instance: the bootstraps' refits in order
+(the baseline) and on Ray tasks (what the search's predictor actor does). Prints the seconds of
+both (DDO optima at every probe + the recommendation: projection, budget law, losses, LR), their
+ratio, and whether the two recommendations are identical.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_parallel.py [--cpus 2] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import experiment_config, write_config  # noqa: E402
+
+EXE = str(Path(sys.executable).with_name("autoscale-ray"))
+META = ("key", "stage", "probe", "arm", "round")
+
+
+def refit(cfg, runs: pd.DataFrame, parallel: bool) -> tuple[float, dict]:
+    from autoscale_ray.predictor import Predictor
+
+    s = cfg.search
+    domains = tuple(c[2:] for c in runs.columns if c.startswith("w."))
+    p = Predictor(domains, s.target_budget, probes=s.probe_budgets, lr=s.lr, min_multiplier=s.min_multiplier,
+                  metric=s.metric, min_weight=s.min_weight, design=s.design, down=s.down, up=s.up,
+                  batch_tokens=cfg.train_config().global_batch_tokens, surrogate=s.surrogate, seed=s.seed,
+                  parallel_draws=parallel)
+    for key, g in runs.groupby("key", sort=False):
+        meta = {k: (None if pd.isna(g[k].iloc[0]) else g[k].iloc[0]) for k in META[2:]}
+        p.add(key, [{k: v for k, v in r.items() if k not in META} for r in g.to_dict("records")], meta)
+    started = time.perf_counter()
+    for probe in p.probes:
+        p.ddo_optimum(probe)
+    rec = p.recommendation()
+    return time.perf_counter() - started, rec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # the fits' warnings are the search's, printed when it ran
+
+    import ray
+
+    from autoscale_ray.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path = write_config(Path(tmp) / "fits.yaml", experiment_config(
+            "fits", Path(tmp) / "cache", drop=("search.lr",),
+            search={"lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "ddo": {"rounds": 1, "replicates": 2}}))
+        subprocess.run([EXE, "run", str(cfg_path), "--out", str(Path(tmp) / "out"), "--json"], check=True,
+                       capture_output=True, text=True)
+        runs = pd.read_parquet(Path(tmp) / "out" / "runs.parquet")
+        cfg = load_config(cfg_path)
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    print(f"{runs['key'].nunique()} runs; Ray with {args.cpus} CPUs")
+    print(f"{'repeat':>6} {'in order s':>11} {'Ray tasks s':>12} {'ratio':>6} {'identical':>10}")
+    for i in range(args.repeats):
+        base_s, base = refit(cfg, runs, parallel=False)
+        par_s, par = refit(cfg, runs, parallel=True)
+        same = json.dumps(base, sort_keys=True, default=str) == json.dumps(par, sort_keys=True, default=str)
+        print(f"{i:>6} {base_s:>11.1f} {par_s:>12.1f} {base_s / par_s:>6.2f} {str(same):>10}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
