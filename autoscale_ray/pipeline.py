@@ -409,23 +409,26 @@ def available_tokens(cfg: ExperimentConfig, corpus: Any) -> dict[str, float]:
     return {**{d: n for d, n in found.items() if n > 0}, **dict(cfg.search.available_tokens or {})}
 
 
+def predictor_settings(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float],
+                       available: dict[str, float] | None = None) -> dict[str, Any]:
+    """The keyword arguments of the search's `Predictor`: the configured DDO design and the data
+    there is (also what benchmarks/fit_parallel.py refits a finished search's runs with)."""
+    search = cfg.search
+    return dict(domains=domains, target=search.target_budget, probes=search.probe_budgets, lr=search.lr,
+                min_multiplier=search.min_multiplier, metric=search.metric, min_weight=search.min_weight,
+                base_weights=weights, design=search.design, down=search.down, up=search.up,
+                batch_tokens=cfg.train_config().global_batch_tokens, surrogate=search.surrogate,
+                available=available, max_epochs=search.max_epochs, method=search.method,
+                fixed_weights=search.fixed_weights, seed=search.seed, projector=search.projector,
+                target_params=search.target_params)
+
+
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float],
                            available: dict[str, float] | None = None, *, name: str):
-    """The search's named predictor actor (`name`: predictor_name), told the configured DDO design
-    and the data there is."""
+    """The search's named predictor actor (`name`: predictor_name)."""
     from autoscale_ray.predictor import start_predictor
 
-    search = cfg.search
-    return start_predictor(name, domains=domains, target=search.target_budget,
-                           probes=search.probe_budgets, lr=search.lr,
-                           min_multiplier=search.min_multiplier, metric=search.metric,
-                           min_weight=search.min_weight, base_weights=weights,
-                           design=search.design, down=search.down, up=search.up,
-                           batch_tokens=cfg.train_config().global_batch_tokens,
-                           surrogate=search.surrogate, available=available,
-                           max_epochs=search.max_epochs, method=search.method,
-                           fixed_weights=search.fixed_weights, seed=search.seed,
-                           projector=search.projector, target_params=search.target_params)
+    return start_predictor(name, **predictor_settings(cfg, domains, weights, available))
 
 
 def predictor_name(cfg: ExperimentConfig) -> str:

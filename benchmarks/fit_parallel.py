@@ -2,10 +2,13 @@
 
 Runs the cluster tests' search shape once (`autoscale-ray run`: an LR sweep of 4 at two probes, then
 DDO at both with 2 base replicates, 30 gpt2-nano trials, local Ray), then, in this process, refits
-its runs table with a `Predictor` twice on the same Ray instance: the bootstraps' refits in order
+its trials' rows (the search's own done/ records, `read_done`: the rows its predictor had; the runs
+table renormalises the weights, which moves a fit in its last digits) with a `Predictor` twice on
+the same Ray instance: the bootstraps' refits in order
 (the baseline) and on Ray tasks (what the search's predictor actor does). Prints the seconds of
 both (DDO optima at every probe + the recommendation: projection, budget law, losses, LR), their
-ratio, and whether the two recommendations are identical.
+ratio, whether the two recommendations are identical, and whether they give the search's own weights
+(the Predictor is built with the search's settings, `pipeline.predictor_settings`).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_parallel.py [--cpus 2] [--repeats 2]
 """
@@ -30,18 +33,17 @@ EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 META = ("key", "stage", "probe", "arm", "round")
 
 
-def refit(cfg, runs: pd.DataFrame, parallel: bool) -> tuple[float, dict]:
+def refit(cfg, runs: pd.DataFrame, store, searched: dict, parallel: bool) -> tuple[float, dict]:
+    from autoscale_ray.pipeline import base_weights, predictor_settings
     from autoscale_ray.predictor import Predictor
+    from autoscale_ray.tuning.layout import read_done
 
-    s = cfg.search
-    domains = tuple(c[2:] for c in runs.columns if c.startswith("w."))
-    p = Predictor(domains, s.target_budget, probes=s.probe_budgets, lr=s.lr, min_multiplier=s.min_multiplier,
-                  metric=s.metric, min_weight=s.min_weight, design=s.design, down=s.down, up=s.up,
-                  batch_tokens=cfg.train_config().global_batch_tokens, surrogate=s.surrogate, seed=s.seed,
-                  parallel_draws=parallel)
+    domains = tuple(searched["weights"])
+    settings = predictor_settings(cfg, domains, base_weights(cfg, domains), searched["available_tokens"])
+    p = Predictor(**settings, parallel_draws=parallel)
     for key, g in runs.groupby("key", sort=False):
         meta = {k: (None if pd.isna(g[k].iloc[0]) else g[k].iloc[0]) for k in META[2:]}
-        p.add(key, [{k: v for k, v in r.items() if k not in META} for r in g.to_dict("records")], meta)
+        p.add(key, read_done(store, key), meta)
     started = time.perf_counter()
     for probe in p.probes:
         p.ddo_optimum(probe)
@@ -59,24 +61,30 @@ def main() -> None:
     import ray
 
     from autoscale_ray.config import load_config
+    from autoscale_ray.storage import Store
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # the done/ records are read by the refits
         cfg_path = write_config(Path(tmp) / "fits.yaml", experiment_config(
             "fits", Path(tmp) / "cache", drop=("search.lr",),
             search={"lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "ddo": {"rounds": 1, "replicates": 2}}))
-        subprocess.run([EXE, "run", str(cfg_path), "--out", str(Path(tmp) / "out"), "--json"], check=True,
+        out = Path(tmp) / "out"
+        subprocess.run([EXE, "run", str(cfg_path), "--out", str(out), "--json"], check=True,
                        capture_output=True, text=True)
-        runs = pd.read_parquet(Path(tmp) / "out" / "runs.parquet")
-        cfg = load_config(cfg_path)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    print(f"{runs['key'].nunique()} runs; Ray with {args.cpus} CPUs")
-    print(f"{'repeat':>6} {'in order s':>11} {'Ray tasks s':>12} {'ratio':>6} {'identical':>10}")
-    for i in range(args.repeats):
-        base_s, base = refit(cfg, runs, parallel=False)
-        par_s, par = refit(cfg, runs, parallel=True)
-        same = json.dumps(base, sort_keys=True, default=str) == json.dumps(par, sort_keys=True, default=str)
-        print(f"{i:>6} {base_s:>11.1f} {par_s:>12.1f} {base_s / par_s:>6.2f} {str(same):>10}")
-    ray.shutdown()
+        runs = pd.read_parquet(out / "runs.parquet")  # each trial's key and its plan tags
+        searched = json.loads((out / "recommendation.json").read_text())
+        cfg, store = load_config(cfg_path), Store(out)
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        print(f"{runs['key'].nunique()} runs; Ray with {args.cpus} CPUs")
+        print(f"{'repeat':>6} {'in order s':>11} {'Ray tasks s':>12} {'ratio':>6} {'identical':>10} "
+              f"{'= search':>9}")
+        for i in range(args.repeats):
+            base_s, base = refit(cfg, runs, store, searched, parallel=False)
+            par_s, par = refit(cfg, runs, store, searched, parallel=True)
+            same = json.dumps(base, sort_keys=True, default=str) == json.dumps(par, sort_keys=True, default=str)
+            as_searched = base["weights"] == searched["weights"] and base["lr"] == searched["lr"]
+            print(f"{i:>6} {base_s:>11.1f} {par_s:>12.1f} {base_s / par_s:>6.2f} {str(same):>10} "
+                  f"{str(as_searched):>9}")
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def main() -> None:
         args.steps = 12 if args.smoke else args.steps
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    vocab = VOCAB if device.type == "cuda" else 260  # bytes on CPU: the smoke check's shape
+    vocab = 260 if args.smoke else VOCAB  # bytes in the smoke check, as before
     print(f"{', '.join(args.model)} on {name}: seq {args.seq_len}, micro-batch {args.micro_batch} x "
           f"{args.accumulation} accumulation, {args.steps} steps, "
           f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, SDPA, torch {torch.__version__}")

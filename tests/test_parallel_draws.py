@@ -39,7 +39,7 @@ def test_parallel_redraws_give_the_rows_in_order_and_run_in_tasks(ray_two_cpus) 
     assert 0 < len(in_order) < 40  # some redraws were rejected and skipped in both
     assert np.array_equal(parallel[:, 0], in_order[:, 0])
     assert set(in_order[:, 1]) == {os.getpid()}
-    assert os.getpid() not in set(parallel[:, 1]) and len(set(parallel[:, 1])) >= 1
+    assert os.getpid() not in set(parallel[:, 1])  # solved in Ray's worker processes
 
 
 def test_chunks_keep_the_redraws_order_and_the_rejections_in_place(ray_two_cpus) -> None:

@@ -11,13 +11,23 @@ a trial that waits on the loop."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from functools import cache
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from autoscale_ray.laws.noise import solve_each
 
 MAX_CHUNKS = 32
+
+
+@cache
+def _solve_task() -> Any:
+    """`solve_each` as a Ray task, defined once per process (each `ray.remote` of a function
+    exports it to the cluster again)."""
+    import ray
+
+    return ray.remote(num_cpus=0)(solve_each)
 
 
 def ray_solve_all(solve: Callable[[np.ndarray], np.ndarray], redraws: Sequence[np.ndarray]) -> list:
@@ -28,7 +38,6 @@ def ray_solve_all(solve: Callable[[np.ndarray], np.ndarray], redraws: Sequence[n
         return solve_each(solve, redraws)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     chunks = np.array_split(np.arange(len(redraws)), max(1, min(cpus, MAX_CHUNKS, len(redraws))))
-    task = ray.remote(num_cpus=0)(solve_each)
     solve_ref = ray.put(solve)
-    parts = ray.get([task.remote(solve_ref, [redraws[i] for i in chunk]) for chunk in chunks])
+    parts = ray.get([_solve_task().remote(solve_ref, [redraws[i] for i in chunk]) for chunk in chunks])
     return [row for part in parts for row in part]
