@@ -2,8 +2,8 @@
 
 Runs the cluster tests' search shape once (`autoscale-ray run`: an LR sweep of 4 at two probes, then
 DDO at both with 2 base replicates, 30 gpt2-nano trials, local Ray), then, in this process, refits
-its trials' rows (the search's own done/ records, `read_done`: the rows its predictor had; the runs
-table renormalises the weights, which moves a fit in its last digits) with a `Predictor` twice on
+its trials' rows (the search's own done/ records, `read_done`: the rows its predictor had) with a
+`Predictor` twice on
 the same Ray instance: the bootstraps' refits in order
 (the baseline) and on Ray tasks (what the search's predictor actor does). Prints the seconds of
 both (DDO optima at every probe + the recommendation: projection, budget law, losses, LR), their

@@ -18,6 +18,7 @@ import yaml
 from autoscale_ray.config import load_config
 from autoscale_ray.errors import BadInput
 from autoscale_ray.storage import Store
+from autoscale_ray.tuning.layout import read_done
 from data_fixtures import cli, ray_running  # noqa: F401  (cli: the command in this process)
 from helpers import config_file as config
 
@@ -50,6 +51,11 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> No
             centre = runs[runs["key"] == f"ddo/{probe}/r2/base"].iloc[-1]
             assert centre["w.markov"] != pytest.approx(0.25)  # not the base mixture again
     assert (runs.groupby("key")["tokens"].nunique() == 6).all()  # every evaluation, once each
+    # the runs table holds the mixtures as the trials trained them, bit for bit (a refit of it
+    # then gets the search's own answer, not one moved by a second normalisation)
+    for key, g in runs.groupby("key"):
+        trained = read_done(Store(str(out)), key)[0]
+        assert [g[f"w.{d}"].iloc[0] for d in domains] == [trained[f"w.{d}"] for d in domains], key
     assert sorted(rec["evidence"]["trials"]) == sorted(keys)
     util = rec["evidence"]["utilisation"]
     assert 0 < util["utilisation"] <= 1.0 and util["trials"] == len(keys)

@@ -47,6 +47,25 @@ def test_round_trip_and_defaults(tmp_path: Path, suffix: str) -> None:
                                [(np.exp(2.5) + np.exp(1.5)) / 2, (np.exp(2.7) + np.exp(1.3)) / 2])
 
 
+def test_weights_already_on_the_simplex_are_kept_bit_for_bit() -> None:
+    """A search writes its trials' weights as they trained (here 1/6 computed as 1 - 5/6, which
+    sums to 1 + 1 ulp); dividing them by their sum again moved a refit's DDO optimum in its last
+    digits, so `autoscale-ray ddo` on a search's runs.parquet did not reproduce the search."""
+    w = np.array([1 / 3, 1 / 3, 0.0, 1 / 6])
+    w[2] = 1 - w.sum() + 2 ** -53  # the sum is 1 within rounding, not exactly 1
+    frame = pd.DataFrame({"run_id": ["a"], "tokens": [100.0], "loss": [2.0],
+                          **{f"w.d{i}": [v] for i, v in enumerate(w)}})
+    assert abs(w.sum() - 1) < 1e-12
+    kept = validate(frame).weights()[0]
+    assert kept.tolist() == w.tolist()
+    # a row that is not on the simplex is still divided by its sum
+    scaled = validate(frame.assign(**{f"w.d{i}": [2 * v] for i, v in enumerate(w)})).weights()[0]
+    np.testing.assert_allclose(scaled, w, rtol=1e-15)
+    off = w.copy()
+    off[0] = 2.0
+    assert validate(frame.assign(**{"w.d0": [2.0]})).weights()[0].tolist() == (off / off.sum()).tolist()
+
+
 def test_eval_mixture_weights_the_objective() -> None:
     runs = validate(table(), eval_weights={"web": 3, "code": 1})
     np.testing.assert_allclose(runs.frame["loss"][0], 0.75 * 3.0 + 0.25 * 2.0)

@@ -53,11 +53,16 @@ def matrix(values: Sequence[Sequence[float]] | np.ndarray, where: str) -> np.nda
     return w
 
 
+_ON_SIMPLEX = 1e-12  # |sum - 1| of weights that were normalised already (a few ulps)
+
+
 def simplex_rows(w: np.ndarray, cells: Sequence[tuple[Mask, CellError]],
                  zero_row: RowError) -> np.ndarray:
     """`w` with each row divided by its sum, after each (mask, error) of `cells` in turn finds no
-    bad cell and no row sums to <= 0. A cell no mask flags passes unchanged (a caller that lets
-    inf through gets NaN rows, as it always did)."""
+    bad cell and no row sums to <= 0. A row already summing to 1 within rounding is kept as it is,
+    so normalising twice changes nothing (a search's runs table refits to the search's own answer).
+    A cell no mask flags passes unchanged (a caller that lets inf through gets NaN rows, as it
+    always did)."""
     for mask, error in cells:
         cell = first_cell(mask(w))
         if cell is not None:
@@ -66,7 +71,7 @@ def simplex_rows(w: np.ndarray, cells: Sequence[tuple[Mask, CellError]],
     row = first_index(sums <= 0)
     if row is not None:
         raise zero_row(row)
-    return w / sums[:, None]
+    return w / np.where(np.abs(sums - 1.0) <= _ON_SIMPLEX, 1.0, sums)[:, None]
 
 
 def weight_matrix(values: Sequence[Sequence[float]] | np.ndarray, where: str) -> np.ndarray:
