@@ -74,19 +74,24 @@ def test_ray_packs_fractional_trials_on_one_gpu(tmp_path: Path, per_gpu: int, ex
     def record(config: dict) -> None:  # defined here so Ray pickles it by value
         began = time.time()
         (started / str(config["i"])).touch()
-        # hold the slot until all 4 trials run (packed) or 10 s pass (one by one): a loaded
-        # machine that starts trial actors slowly cannot make packed trials look sequential
-        while len(list(started.iterdir())) < 4 and time.time() - began < 10.0:
+        # hold the slot until all 4 trials run (packed), or, one by one, until Ray's own view of
+        # the cluster shows this trial holding the whole GPU (then no other trial can start
+        # beside it), at most 10 s: a loaded machine that starts trial actors slowly cannot
+        # make packed trials look sequential
+        while True:
+            whole = config["per_gpu"] == 1 and ray.available_resources().get("GPU", 0.0) == 0.0
+            if whole or len(list(started.iterdir())) == 4 or time.time() - began > 10.0:
+                break
             time.sleep(0.1)
         time.sleep(0.5)
-        tune.report({"began": began, "ended": time.time(),
+        tune.report({"began": began, "ended": time.time(), "whole": whole,
                      "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
 
     cfg = cfg_with(tmp_path, {"trials_per_gpu": per_gpu, "cpus_per_trial": 0.25, "max_concurrent_trials": 4})
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         grid = tune.Tuner(tune.with_resources(record, trial_resources(cfg)),
-                          param_space={"i": tune.grid_search(list(range(4)))},
+                          param_space={"i": tune.grid_search(list(range(4))), "per_gpu": per_gpu},
                           tune_config=tune.TuneConfig(max_concurrent_trials=4),
                           run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
     finally:
@@ -94,3 +99,4 @@ def test_ray_packs_fractional_trials_on_one_gpu(tmp_path: Path, per_gpu: int, ex
     rows = [r.metrics for r in grid]
     assert len(rows) == 4 and all(r["gpu"] == pytest.approx(1 / per_gpu) for r in rows)
     assert overlaps(rows) == expected_peak  # 4 trials share the GPU at once, or run one by one
+    assert all(r["whole"] for r in rows) == (per_gpu == 1)  # one by one: each held all of it
