@@ -51,7 +51,6 @@ from autoscale_ray.checks import BOOL_FIX, Flag, Number, check_bool, check_keys,
 from autoscale_ray.errors import BadInput, short
 from autoscale_ray.names import check_name
 from autoscale_ray.train.config import TrainConfig
-from autoscale_ray.train.models import PRESETS
 
 SEARCH_OWNED = ("budget_tokens", "weights", "lr", "seed")  # set per trial by the searcher
 MAX_TOKENS = 10**15      # a budget above this is a typo (the largest published runs are ~1e13)
@@ -257,6 +256,10 @@ def _train(train: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _check_model(model: Any, where: str) -> None:
+    # here, not at the top: the presets import torch and transformers (3 s), which the other
+    # checks and a trial actor unpickling its trainable do not need
+    from autoscale_ray.train.models import PRESETS
+
     if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
         raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",
                        where, f"use one of {', '.join(PRESETS)} or a transformers config.json path")
