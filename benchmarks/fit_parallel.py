@@ -1,14 +1,13 @@
 """The fits at the end of a search: bootstrap refits in order vs on Ray tasks (fits/parallel.py).
 
 Runs the cluster tests' search shape once (`autoscale-ray run`: an LR sweep of 4 at two probes, then
-DDO at both with 2 base replicates, 30 gpt2-nano trials, local Ray), then, in this process, refits
-its trials' rows (the search's own done/ records, `read_done`: the rows its predictor had) with a
-`Predictor` twice on
-the same Ray instance: the bootstraps' refits in order
-(the baseline) and on Ray tasks (what the search's predictor actor does). Prints the seconds of
-both (DDO optima at every probe + the recommendation: projection, budget law, losses, LR), their
-ratio, whether the two recommendations are identical, and whether they give the search's own weights
-(the Predictor is built with the search's settings, `pipeline.predictor_settings`).
+DDO at both with 2 base replicates, 30 gpt2-nano trials, local Ray), then, in this process, refits its
+trials' rows (the search's own done/ records, read once) with a `Predictor` twice on the same Ray
+instance: the bootstraps' refits in order (the baseline) and on Ray tasks (what the search's predictor
+actor does). Prints the seconds of both (DDO optima at every probe + the recommendation: projection,
+budget law, losses, LR), their ratio, whether the two recommendations are identical, and whether they
+give the search's own weights (the Predictor is built with the search's settings,
+`pipeline.predictor_settings`).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_parallel.py [--cpus 2] [--repeats 2]
 """
@@ -33,17 +32,23 @@ EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 META = ("key", "stage", "probe", "arm", "round")
 
 
-def refit(cfg, runs: pd.DataFrame, store, searched: dict, parallel: bool) -> tuple[float, dict]:
+def trials(runs: pd.DataFrame, store) -> list[tuple[str, list[dict], dict]]:
+    """Each trial's key, its done/ record's rows and its plan tags, in the runs table's order."""
+    from autoscale_ray.tuning.layout import read_done
+
+    return [(key, read_done(store, key), {k: (None if pd.isna(g[k].iloc[0]) else g[k].iloc[0]) for k in META[2:]})
+            for key, g in runs.groupby("key", sort=False)]
+
+
+def refit(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, parallel: bool) -> tuple[float, dict]:
     from autoscale_ray.pipeline import base_weights, predictor_settings
     from autoscale_ray.predictor import Predictor
-    from autoscale_ray.tuning.layout import read_done
 
     domains = tuple(searched["weights"])
     settings = predictor_settings(cfg, domains, base_weights(cfg, domains), searched["available_tokens"])
     p = Predictor(**settings, parallel_draws=parallel)
-    for key, g in runs.groupby("key", sort=False):
-        meta = {k: (None if pd.isna(g[k].iloc[0]) else g[k].iloc[0]) for k in META[2:]}
-        p.add(key, read_done(store, key), meta)
+    for key, rows, meta in done:
+        p.add(key, rows, meta)
     started = time.perf_counter()
     for probe in p.probes:
         p.ddo_optimum(probe)
@@ -72,14 +77,14 @@ def main() -> None:
                        capture_output=True, text=True)
         runs = pd.read_parquet(out / "runs.parquet")  # each trial's key and its plan tags
         searched = json.loads((out / "recommendation.json").read_text())
-        cfg, store = load_config(cfg_path), Store(out)
+        cfg, done = load_config(cfg_path), trials(runs, Store(out))
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         print(f"{runs['key'].nunique()} runs; Ray with {args.cpus} CPUs")
         print(f"{'repeat':>6} {'in order s':>11} {'Ray tasks s':>12} {'ratio':>6} {'identical':>10} "
               f"{'= search':>9}")
         for i in range(args.repeats):
-            base_s, base = refit(cfg, runs, store, searched, parallel=False)
-            par_s, par = refit(cfg, runs, store, searched, parallel=True)
+            base_s, base = refit(cfg, done, searched, parallel=False)
+            par_s, par = refit(cfg, done, searched, parallel=True)
             same = json.dumps(base, sort_keys=True, default=str) == json.dumps(par, sort_keys=True, default=str)
             as_searched = base["weights"] == searched["weights"] and base["lr"] == searched["lr"]
             print(f"{i:>6} {base_s:>11.1f} {par_s:>12.1f} {base_s / par_s:>6.2f} {str(same):>10} "

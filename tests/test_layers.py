@@ -172,7 +172,6 @@ def test_a_checkout_imports_its_own_searchers(tmp_path: Path, site: bool) -> Non
 def test_the_config_checks_and_the_trial_module_do_not_import_torch() -> None:
     """A bad config's one-line answer, and a Tune trial actor unpickling its trainable, need no
     torch or transformers (3 s to import: a bad config's error took 5.6 s with them, 1.9 s without)."""
-
     code = ("import sys, autoscale_ray.config, autoscale_ray.tuning.trial, autoscale_ray.train; "
             "from autoscale_ray.train import TrainConfig; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")

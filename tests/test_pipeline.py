@@ -53,8 +53,9 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> No
     assert (runs.groupby("key")["tokens"].nunique() == 6).all()  # every evaluation, once each
     # the runs table holds the mixtures as the trials trained them, bit for bit (a refit of it
     # then gets the search's own answer, not one moved by a second normalisation)
+    store = Store(str(out))
     for key, g in runs.groupby("key"):
-        trained = read_done(Store(str(out)), key)[0]
+        trained = read_done(store, key)[0]
         assert [g[f"w.{d}"].iloc[0] for d in domains] == [trained[f"w.{d}"] for d in domains], key
     assert sorted(rec["evidence"]["trials"]) == sorted(keys)
     util = rec["evidence"]["utilisation"]

@@ -48,9 +48,9 @@ def test_round_trip_and_defaults(tmp_path: Path, suffix: str) -> None:
 
 
 def test_weights_already_on_the_simplex_are_kept_bit_for_bit() -> None:
-    """A search writes its trials' weights as they trained (here 1/6 computed as 1 - 5/6, which
-    sums to 1 + 1 ulp); dividing them by their sum again moved a refit's DDO optimum in its last
-    digits, so `autoscale-ray ddo` on a search's runs.parquet did not reproduce the search."""
+    """A search writes its trials' weights as they trained (here a row summing to 1 + 1 ulp);
+    dividing them by their sum again moved a refit's DDO optimum in its last digits, so
+    `autoscale-ray ddo` on a search's runs.parquet did not reproduce the search."""
     w = np.array([1 / 3, 1 / 3, 0.0, 1 / 6])
     w[2] = 1 - w.sum() + 2 ** -53  # the sum is 1 within rounding, not exactly 1
     frame = pd.DataFrame({"run_id": ["a"], "tokens": [100.0], "loss": [2.0],

@@ -162,10 +162,11 @@ def find_design(quantities: np.ndarray, *, base: int | None = None, design: str 
     for g in groups:
         if g is cand:
             continue
+        domain, factor = found[g[0]]
         for r in g:
             # a factor is a ratio of the runs' quantities: 12 significant digits drop the last
             # ulps of the weights' arithmetic, so a design of 0.25 reads 0.25 for every domain
-            perturbed[r], mult[r] = found[g[0]][0], float(f"{found[g[0]][1]:.12g}")
+            perturbed[r], mult[r] = domain, float(f"{factor:.12g}")
     return DDODesign(kind=kind, base=cand[0], base_runs=tuple(cand), perturbed=tuple(perturbed),
                      factors=tuple(mult), multipliers=q / q[cand[0]])
 

@@ -23,14 +23,12 @@ _WHERE = {
 }
 
 
+__all__ = sorted(_WHERE)
+
+
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-
-
-__all__ = [
-    "BatchLayout", "LRFactor", "ModelShape", "ModelSpec", "PRESETS", "RunInfo",
-    "TokenIds", "TrainConfig", "device_peak_flops", "eval_steps", "evaluate", "lr_factor", "mfu",
-    "model_shape", "model_spec", "train_proxy", "Worker",
-]
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # resolved once: later lookups skip this function
+    return value
