@@ -104,6 +104,7 @@ def compare(outs: Sequence[str], *, seeds: int = 3, budget: int | None = None, o
     from autoscale_ray import pipeline
     from autoscale_ray.searchers.trial_list import TrialListPlan
     from autoscale_ray.tuning.contract import build_contract
+    from autoscale_ray.tuning.idle_actors import idle_actors_kept
 
     searches = [finished_search(o) for o in outs]
     target = check(searches, seeds, budget)
@@ -136,7 +137,7 @@ def compare(outs: Sequence[str], *, seeds: int = 3, budget: int | None = None, o
     print(f"[autoscale-ray] compare: {len(the_arms)} arms x {seeds} seeds at {target:.4g} tokens",
           file=sys.stderr, flush=True)
     try:
-        with pipeline.experiment_snapshots(tune_store):
+        with pipeline.experiment_snapshots(tune_store), idle_actors_kept(cfg.resources.max_concurrent_trials):
             tuner.fit()
         rows = ray.get(predictor.frame.remote())
     finally:

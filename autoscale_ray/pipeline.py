@@ -339,6 +339,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     import ray
 
     from autoscale_ray.tuning.contract import build_contract
+    from autoscale_ray.tuning.idle_actors import idle_actors_kept
     from autoscale_ray.tuning.trackers import attach_results
 
     contract = build_contract(cfg, corpus.root, store)
@@ -353,7 +354,7 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     started = time.time()
     TUNE_RUNNING.set()
     try:
-        with experiment_snapshots(tune_store):
+        with experiment_snapshots(tune_store), idle_actors_kept(cfg.resources.max_concurrent_trials):
             grid = tuner.fit()
     finally:
         TUNE_RUNNING.clear()
