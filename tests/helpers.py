@@ -8,6 +8,7 @@ no pytest here, so the benchmark imports it too. The `cli` fixture is in data_fi
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -27,6 +28,17 @@ SMALL_CONFIG: dict[str, Any] = {
                "ddo": {"rounds": 1, "replicates": 0}},
     "resources": {"max_concurrent_trials": 2, "cpus_per_trial": 0.5, "max_failures": 1},
 }
+
+
+CORPUS_CACHE_ENV = "AUTOSCALE_RAY_TEST_CORPUS_CACHE"  # set for the whole suite by tests/conftest.py
+
+
+def corpus_cache(tmp: Path) -> Path:
+    """Where the end-to-end tests' corpus is packed: one folder for the whole suite when
+    tests/conftest.py set it (the same synthetic corpus is packed once, not once per search; the
+    cache is keyed by its sources, so a search finds it as a user's second run does), else tmp/cache."""
+    shared = os.environ.get(CORPUS_CACHE_ENV)
+    return Path(shared) if shared else tmp / "cache"
 
 
 def experiment_config(name: str | None = "e2e", cache_dir: str | Path | None = "cache", *,
@@ -58,8 +70,8 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
 
 def config_file(tmp: Path, name: str, file: str | None = None, **search: Any) -> Path:
     """The end-to-end tests' config file: SMALL_CONFIG named `name`, its corpus cached in
-    tmp/cache, `search` keys changed, written to tmp/<file, default name.yaml>."""
-    return write_config(tmp / (file or f"{name}.yaml"), experiment_config(name, tmp / "cache", search=search))
+    corpus_cache(tmp), `search` keys changed, written to tmp/<file, default name.yaml>."""
+    return write_config(tmp / (file or f"{name}.yaml"), experiment_config(name, corpus_cache(tmp), search=search))
 
 
 def drive_plan(plan: Any, fits: Any, rows: Callable[[Any], list[dict]], fail: Iterable[str] = (),

@@ -25,7 +25,7 @@ import pytest
 import torch
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
-from helpers import experiment_config, write_config
+from helpers import corpus_cache, experiment_config, write_config
 from ray_head import RayHead
 
 pytestmark = pytest.mark.slow
@@ -126,7 +126,7 @@ def scaled_search(tmp_path_factory) -> Iterator[dict[str, Any]]:
         time.sleep(5)  # a few autoscaler rounds: min_workers 0 starts nothing
         before = alive_workers(head)
         # 2 trials at a time, each half a GPU: only a worker node can run them
-        cfg = experiment_config("scaled", tmp / "cache", drop=("resources",), search={"probe_budgets": [1.2e4]},
+        cfg = experiment_config("scaled", corpus_cache(tmp), drop=("resources",), search={"probe_budgets": [1.2e4]},
                                 resources={"max_concurrent_trials": 2, "cpus_per_trial": 0.5,
                                            "trials_per_gpu": 2, "max_failures": 1})
         out = tmp / "out"

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from autoscale_ray.chaos import PAUSE_DIR_ENV
-from helpers import experiment_config
+from helpers import corpus_cache, experiment_config
 from helpers import write_config as write_yaml
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ SYNTHETIC_DOMAINS = 4
 def write_config(tmp: Path, name: str, **search: Any) -> Path:
     """The small config without its LR (the caller gives `lr` or `lr_grid`), one trial per node:
     the head and the worker node have one CPU each."""
-    cfg = experiment_config(name, tmp / "cache", drop=("search.lr", "resources"), search=search,
+    cfg = experiment_config(name, corpus_cache(tmp), drop=("search.lr", "resources"), search=search,
                             resources={"max_concurrent_trials": 2, "cpus_per_trial": 1, "max_failures": 2})
     return write_yaml(tmp / f"{name}.yaml", cfg)
 

@@ -20,7 +20,7 @@ import pytest
 
 from autoscale_ray.storage import Store
 from data_fixtures import cli  # noqa: F401  (a fixture: the command in this process)
-from helpers import experiment_config, write_config
+from helpers import corpus_cache, experiment_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ PLANNED = 2 * (2 * 4 + 1)
 def config(tmp: Path, name: str = "safe", file: str | None = None, **search) -> Path:
     """The tests' config with gpt2-tiny proxies: the SIGINT test needs the search still running
     after 3 finished trials and two more commands (gpt2-nano's search can be over by then)."""
-    cfg = experiment_config(name, tmp / "cache", train={"model": "gpt2-tiny"}, search=search)
+    cfg = experiment_config(name, corpus_cache(tmp), train={"model": "gpt2-tiny"}, search=search)
     return write_config(tmp / (file or f"{name}.yaml"), cfg)
 
 

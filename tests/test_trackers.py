@@ -26,7 +26,7 @@ from autoscale_ray.tuning.trackers import (attach_results, log_batch, mlflow_tar
                                           tune_callbacks)
 from autoscale_ray.storage import Store
 from data_fixtures import cli, ray_local, ray_running  # noqa: F401  (fixtures)
-from helpers import experiment_config, write_config
+from helpers import corpus_cache, experiment_config, write_config
 
 DOMAINS = ["templates", "markov", "zipf_small", "zipf_large"]
 
@@ -34,7 +34,7 @@ DOMAINS = ["templates", "markov", "zipf_small", "zipf_large"]
 def config_file(tmp: Path, **top: Any) -> Path:
     """The small end-to-end config at one probe budget (the 2m+1 = 9 DDO trials) with 3
     evaluations per trial, and the given top-level keys (`loggers`, `mlflow`, ...)."""
-    cfg = experiment_config("trk", tmp / "cache", search={"probe_budgets": [1.2e4]}, train={"eval_count": 3})
+    cfg = experiment_config("trk", corpus_cache(tmp), search={"probe_budgets": [1.2e4]}, train={"eval_count": 3})
     return write_config(tmp / "trk.yaml", {**cfg, **top})
 
 
