@@ -63,6 +63,9 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     if surrogate not in SURROGATES:
         raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
                        f"use one of: {', '.join(SURROGATES)}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or bootstrap == 1:
+        raise BadInput(f"--bootstrap must be 0 (off) or >= 2 redraws, got {bootstrap!r}", "--bootstrap",
+                       f"give 0 for intervals from the equally good fits only, or e.g. {BOOTSTRAP}")
     table_source = runs.source if isinstance(runs, RunsTable) else str(runs)
     if surrogate == "transfer" and metric not in OBJECTIVES:
         raise BadInput(f"the transfer surrogate cannot express metric `{metric}` from per-domain "

@@ -7,6 +7,7 @@ from typing import Any
 
 from autoscale_ray.fits import ddo as fits_ddo
 from autoscale_ray.fits.ddo import AMBIGUITY_WARN, SURROGATES, ddo
+from autoscale_ray.fits.uncertainty import BOOTSTRAP
 from autoscale_ray.mixture import Mixture
 from autoscale_ray.formatting import format_table, health_lines
 from autoscale_ray.verbs.arguments import add_average_duplicates, finite_number, verb_parser
@@ -26,9 +27,10 @@ def human(mix: Mixture) -> str:
         table += ("\n\nnoise: not measured (one base run): the intervals hold the equally good fits "
                   "only; replicate seeds of the base run measure it")
     else:
+        redraws = (f"{e['bootstrap']['used']} parametric redraws" if e["bootstrap"]["draws"]
+                   else "the equally good fits only (--bootstrap 0)")
         table += (f"\n\nnoise: objective sd {noise['objective_sd'] or float('nan'):.3g} from "
-                  f"{noise['replicates']} base {noise['measured_from']}; intervals from "
-                  f"{e['bootstrap']['used']} parametric redraws"
+                  f"{noise['replicates']} base {noise['measured_from']}; intervals from {redraws}"
                   + (f"; within noise: {', '.join(e['within_noise'])}" if e["within_noise"] else ""))
     spread = (f"; equally good fits move a weight by up to {e['weight_spread']:.3g}"
               if e["weight_spread"] > AMBIGUITY_WARN else "")
@@ -54,7 +56,7 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
               down=0.2 if args.down is None else args.down, up=3.0 if args.up is None else args.up,
               design=args.design, min_multiplier=args.min_multiplier,
               average_duplicates=args.average_duplicates, surrogate=args.surrogate,
-              declared_factors=declared)
+              declared_factors=declared, bootstrap=args.bootstrap, seed=args.seed)
     return mix.to_json(), human(mix)
 
 
@@ -76,4 +78,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--surrogate", choices=list(SURROGATES), default="paper",
                    help="paper: the additive surrogate fitted to the objective (default); transfer: "
                         "per-domain losses (loss.<domain>) with cross-domain transfer")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="K",
+                   help=f"parametric redraws of the runs for the weights' intervals (0: off, the "
+                        f"intervals then hold the equally good fits only; default {BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=0, help="redraws' seed (default 0)")
     add_average_duplicates(p)
