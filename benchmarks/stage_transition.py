@@ -4,9 +4,9 @@ Runs `autoscale-ray run --json` twice on a fresh local Ray (2 CPUs, 2 slots of 0
 proxies of about a second: tests/helpers.py's config): once with `lr: 3e-3` (18 DDO trials from the
 start) and once with `lr_grid` (8 LR trials, then the 18 DDO trials once the sweep is in). Prints each
 search's `evidence.utilisation`: trials, the Tune experiment's wall seconds, utilisation (busy trial
-time / wall x slots) and the median and 90th-percentile idle gap before a trial in its slot. With the
-sweep the gaps are about a trial long: after the stage ends the trials run one at a time (Tune's actor
-reuse keeps handing the freed actor to the trial whose own new actor is still starting; RESULTS.md).
+time / wall x slots) and the median and 90th-percentile idle gap before a trial in its slot. Before
+the search kept one idle actor per slot between stages (autoscale_ray/tuning/idle_actors.py), the
+sweep's gaps were about a trial long: after the LR stage the trials ran one at a time (RESULTS.md).
 
     .venv/bin/python benchmarks/stage_transition.py
 """
