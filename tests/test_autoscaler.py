@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 EXE = str(Path(sys.executable).with_name("autoscale-ray"))
 WORKER_TYPE = "gpu_worker"
-IDLE_TIMEOUT_MIN = 0.25  # 15 s: idle workers go soon after the search
+IDLE_TIMEOUT_MIN = 0.1  # 6 s: idle workers go soon after the search
 SYNTHETIC_DOMAINS = 4
 
 
