@@ -48,3 +48,24 @@ def test_chunks_keep_the_redraws_order_and_the_rejections_in_place(ray_two_cpus)
     expected = [None if r is None else r[0] for r in solve_each(solve, redraws)]
     got = [None if r is None else r[0] for r in ray_solve_all(solve, redraws)]
     assert got == expected == [0.1, None, 0.3, 0.4, None, 0.6, 0.7]
+
+
+def test_the_budget_laws_domains_fitted_on_ray_tasks_give_the_same_law(ray_two_cpus) -> None:
+    """laws/budget_transfer.py fits each domain's law on its own: on Ray tasks (the search's
+    predictor does this), bit for bit the law fitted in order."""
+    from autoscale_ray.laws.budget_transfer import fit_budget_transfer
+    from test_budget_transfer import UNIT, ddo_quantities, true_losses
+
+    q = ddo_quantities()
+    y = true_losses(q) * (1 + 0.003 * np.random.default_rng(3).standard_normal(q.shape))
+    in_order = fit_budget_transfer(q, y, ref=UNIT)
+    tasks: list[int] = []
+
+    def counted(solve, items):  # ray_solve_all, recording that it got one item per domain
+        tasks.extend(items)
+        return ray_solve_all(solve, items)
+
+    parallel = fit_budget_transfer(q, y, ref=UNIT, solve_all=counted)
+    assert tasks == list(range(q.shape[1]))
+    for name in ("transfer", "a", "b", "e", "k", "residuals"):
+        assert np.array_equal(getattr(parallel, name), getattr(in_order, name)), name

@@ -53,7 +53,7 @@ def budget_law_alternative(table: RunsTable, domains: Sequence[str], target: flo
     q = table.weights(final) * final["budget"].to_numpy(float)[:, None]
     losses = final[cols].to_numpy(float)
     try:
-        law = fit_budget_transfer(q, losses, domains=domains)
+        law = fit_budget_transfer(q, losses, domains=domains, solve_all=solve_all)  # domains in parallel
     except BadInput as exc:
         return {**out, "reason": f"not fitted: {exc}"}
     budgets = sorted(float(b) for b in pd.unique(final["budget"]))

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import least_squares, minimize
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.laws.noise import SolveAll, solve_each
 
 OBJECTIVES = ("mean-loss", "mean-ppl")
 _T_MAX = 1e2
@@ -113,10 +114,13 @@ def _fit_domain(j: int, x: np.ndarray, y: np.ndarray, warm: np.ndarray | None) -
 
 def fit_budget_transfer(quantities: np.ndarray, losses: np.ndarray, *, ref: float | None = None,
                         warm: BudgetTransferLaw | None = None,
-                        domains: Sequence[str] | None = None) -> BudgetTransferLaw:
+                        domains: Sequence[str] | None = None,
+                        solve_all: SolveAll = solve_each) -> BudgetTransferLaw:
     """Fit the law to runs' token quantities and final per-domain losses (both runs x m, the same
     domain order), runs of several budgets together. `ref`: the token unit (default: the median
-    run's total over m). `warm`: refit from that law's parameters alone (a bootstrap redraw)."""
+    run's total over m). `warm`: refit from that law's parameters alone (a bootstrap redraw).
+    Each domain's law is fitted on its own (its start grid, then a polish); `solve_all(fit, [0..m-1])`
+    runs those fits (laws/noise.py: in order, or in parallel with the same results)."""
     q = np.asarray(quantities, dtype=float)
     y = np.asarray(losses, dtype=float)
     n, m = q.shape
@@ -139,9 +143,14 @@ def fit_budget_transfer(quantities: np.ndarray, losses: np.ndarray, *, ref: floa
     theta = [None if warm is None else np.concatenate(
         [warm.transfer[j, [i for i in range(m) if i != j]],
          [warm.a[j], warm.b[j], warm.e[j], np.log(warm.k[j])]]) for j in range(m)]
+    def fit(j: int) -> np.ndarray:
+        return _fit_domain(int(j), x, y[:, int(j)], theta[int(j)])
+
+    fitted = solve_all(fit, list(range(m)))
+    if any(t is None for t in fitted):  # a solver's ValueError, raised as fitting in order does
+        raise ValueError(f"the budget transfer law of domain `{names[fitted.index(None)]}` could not be fitted")
     transfer, a, b, e, k = np.eye(m), np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
-    for j in range(m):
-        t = _fit_domain(j, x, y[:, j], theta[j])
+    for j, t in enumerate(fitted):
         transfer[j, [i for i in range(m) if i != j]] = t[:m - 1]
         a[j], b[j], e[j], k[j] = t[m - 1], t[m], t[m + 1], np.exp(t[m + 2])
     law = BudgetTransferLaw(transfer=transfer, a=a, b=b, e=e, k=k, ref=unit,
