@@ -76,7 +76,8 @@ def _install() -> bool:
             def init(self: Any, *args: Any, **kwargs: Any) -> None:
                 original(self, *args, **kwargs)
                 slots = getattr(_SLOTS, "value", None)
-                if slots and not getattr(self, "_actor_cache").num_cached_objects:
+                current = getattr(self, "_actor_cache", None)  # absent: another Tune, left alone
+                if slots and current is not None and not current.num_cached_objects:
                     self._actor_cache = cache(slots)
 
             TuneController.__init__ = init
