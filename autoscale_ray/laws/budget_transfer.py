@@ -143,6 +143,7 @@ def fit_budget_transfer(quantities: np.ndarray, losses: np.ndarray, *, ref: floa
     theta = [None if warm is None else np.concatenate(
         [warm.transfer[j, [i for i in range(m) if i != j]],
          [warm.a[j], warm.b[j], warm.e[j], np.log(warm.k[j])]]) for j in range(m)]
+
     def fit(j: int) -> np.ndarray:
         return _fit_domain(int(j), x, y[:, int(j)], theta[int(j)])
 
