@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -75,6 +76,14 @@ def number(value: Any, where: str, spec: Number = Number()) -> float | int:
     if spec.whole:  # an int stays exact (a float holds whole numbers only up to 2**53)
         return int(value) if isinstance(value, int) else int(parsed)
     return parsed
+
+
+def check_bootstrap(value: Any, example: int, what: str = "replicates") -> int:
+    """A bootstrap count: 0 (off) or >= 2 (one replicate has no spread); `example` goes in the fix."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0 or value == 1:
+        raise BadInput(f"--bootstrap must be 0 (off) or >= 2 {what}, got {short(value)}", "--bootstrap",
+                       f"e.g. --bootstrap {example}")
+    return int(value)
 
 
 def check_bool(value: Any, where: str, *, label: str = "", fix: str = BOOL_FIX) -> bool:

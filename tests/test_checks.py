@@ -200,3 +200,13 @@ def test_law_checks_are_pure_numpy() -> None:
     for name in imported(Path(law_checks.__file__)):
         top = name.split(".")[0]
         assert top in ("__future__", "typing", "numpy") or name == "autoscale_ray.errors", name
+
+
+def test_a_bootstrap_count_is_0_or_at_least_2_whole_replicates() -> None:
+    from autoscale_ray.checks import check_bootstrap
+
+    assert [check_bootstrap(k, 20) for k in (0, 2, np.int64(100))] == [0, 2, 100]
+    for bad in (1, -3, 2.5, True, "20"):
+        with pytest.raises(BadInput, match=r"--bootstrap must be 0 \(off\) or >= 2 replicates") as err:
+            check_bootstrap(bad, 20)
+        assert str(err.value).endswith("; e.g. --bootstrap 20")

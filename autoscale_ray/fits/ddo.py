@@ -19,6 +19,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from autoscale_ray.checks import check_bootstrap
 from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.mixture_health import check_ddo_columns, ddo_report, design_hint
 from autoscale_ray.laws.ddo import solve_ddo
@@ -63,9 +64,7 @@ def ddo(runs: str | Path | RunsTable, *, base: str | None = None, metric: str = 
     if surrogate not in SURROGATES:
         raise BadInput(f"unknown DDO surrogate `{surrogate}`", "--surrogate",
                        f"use one of: {', '.join(SURROGATES)}")
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or bootstrap == 1:
-        raise BadInput(f"--bootstrap must be 0 (off) or >= 2 redraws, got {bootstrap!r}", "--bootstrap",
-                       f"give 0 for intervals from the equally good fits only, or e.g. {BOOTSTRAP}")
+    check_bootstrap(bootstrap, BOOTSTRAP, "redraws")
     table_source = runs.source if isinstance(runs, RunsTable) else str(runs)
     if surrogate == "transfer" and metric not in OBJECTIVES:
         raise BadInput(f"the transfer surrogate cannot express metric `{metric}` from per-domain "

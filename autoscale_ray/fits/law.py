@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscale_ray.checks import check_bootstrap
 from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.health import EXTRAPOLATION_LIMIT, law_health, records, table_units
 from autoscale_ray.laws.health import extrapolation_findings
@@ -34,9 +35,7 @@ def law(runs: str | Path, *, min_tokens: float | None = None, holdout_largest: b
     """Fit the loss law to a runs table (CSV or Parquet); returns the JSON object of the verb:
     E, A, B, alpha, beta (A, alpha None for L(D)), form, n_points, objective, stderr and interval
     (bootstrap; None values without it), and `are` (a fraction) with `holdout_largest`."""
-    if bootstrap < 0 or bootstrap == 1:
-        raise BadInput(f"--bootstrap must be 0 (off) or >= 2 replicates, got {bootstrap}",
-                       "--bootstrap", "e.g. --bootstrap 200")
+    check_bootstrap(bootstrap, 200)
     table = read_runs(runs, require=("loss",), average_duplicates=average_duplicates)
     frame = table.frame
     if "params" in frame.columns and frame["params"].isna().any():

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autoscale_ray.checks import check_known, mixture_weights, weight_vector
+from autoscale_ray.checks import check_bootstrap, check_known, mixture_weights, weight_vector
 from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.regress import read_mixtures
 from autoscale_ray.laws.loss_law import min_tokens_mask
@@ -269,9 +269,7 @@ def mixlaw(runs: str | Path | RunsTable, *, params: float, tokens: float,
     for name, v in (("--params", params), ("--tokens", tokens)):
         if not (np.isfinite(v) and v > 0):
             raise BadInput(f"{name} must be a positive number, got {v}", name)
-    if bootstrap < 0 or bootstrap == 1:
-        raise BadInput(f"--bootstrap must be 0 (off) or >= 2 replicates, got {bootstrap}",
-                       "--bootstrap", "e.g. --bootstrap 20")
+    check_bootstrap(bootstrap, 20)
     if not 0 < level < 1:
         raise BadInput(f"--level must be in (0, 1), got {level}", "--level", "e.g. 0.9")
     if predict is None and not optimize:
