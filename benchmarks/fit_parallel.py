@@ -10,6 +10,7 @@ give the search's own weights (the Predictor is built with the search's settings
 `pipeline.predictor_settings`).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_parallel.py [--cpus 2] [--repeats 2]
+        [--out results/demo --config experiments/local.yaml]   (refit a finished search instead)
 """
 
 from __future__ import annotations
@@ -56,11 +57,27 @@ def refit(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, paralle
     return time.perf_counter() - started, rec
 
 
+def search_to_refit(tmp: Path) -> tuple[Path, Path]:
+    """The cluster tests' search shape, run once into tmp: (its config, its output folder)."""
+    cfg_path = write_config(tmp / "fits.yaml", experiment_config(
+        "fits", tmp / "cache", drop=("search.lr",),
+        search={"lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "ddo": {"rounds": 1, "replicates": 2}}))
+    out = tmp / "out"
+    subprocess.run([EXE, "run", str(cfg_path), "--out", str(out), "--json"], check=True,
+                   capture_output=True, text=True)
+    return cfg_path, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="refit this finished search's output (e.g. results/demo) "
+                                                 "instead of running one; needs --config")
+    parser.add_argument("--config", type=Path, help="the config that search ran with")
     args = parser.parse_args()
+    if (args.out is None) != (args.config is None):
+        parser.error("--out and --config go together")
     logging.disable(logging.WARNING)  # the fits' warnings are the search's, printed when it ran
 
     import ray
@@ -69,12 +86,7 @@ def main() -> None:
     from autoscale_ray.storage import Store
 
     with tempfile.TemporaryDirectory() as tmp:  # the done/ records are read by the refits
-        cfg_path = write_config(Path(tmp) / "fits.yaml", experiment_config(
-            "fits", Path(tmp) / "cache", drop=("search.lr",),
-            search={"lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "ddo": {"rounds": 1, "replicates": 2}}))
-        out = Path(tmp) / "out"
-        subprocess.run([EXE, "run", str(cfg_path), "--out", str(out), "--json"], check=True,
-                       capture_output=True, text=True)
+        cfg_path, out = (args.config, args.out) if args.out else search_to_refit(Path(tmp))
         runs = pd.read_parquet(out / "runs.parquet")  # each trial's key and its plan tags
         searched = json.loads((out / "recommendation.json").read_text())
         cfg, done = load_config(cfg_path), trials(runs, Store(out))
@@ -90,7 +102,6 @@ def main() -> None:
             print(f"{i:>6} {base_s:>11.1f} {par_s:>12.1f} {base_s / par_s:>6.2f} {str(same):>10} "
                   f"{str(as_searched):>9}")
         ray.shutdown()
-
 
 if __name__ == "__main__":
     main()
