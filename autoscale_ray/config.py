@@ -256,9 +256,7 @@ def _train(train: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _check_model(model: Any, where: str) -> None:
-    # here, not at the top: the presets import torch and transformers (3 s), which the other
-    # checks and a trial actor unpickling its trainable do not need
-    from autoscale_ray.train.models import PRESETS
+    from autoscale_ray.train.presets import PRESETS  # names only: no torch, no transformers
 
     if not isinstance(model, str) or (model not in PRESETS and not Path(model).expanduser().exists()):
         raise BadInput(f"unknown model {short(model)}: neither a preset nor an existing config file",

@@ -169,14 +169,20 @@ def test_a_checkout_imports_its_own_searchers(tmp_path: Path, site: bool) -> Non
     assert Path(out.stdout.strip()) == ROOT / "searchers"
 
 
-def test_the_config_checks_and_the_trial_module_do_not_import_torch() -> None:
-    """A bad config's one-line answer, and a Tune trial actor unpickling its trainable, need no
-    torch or transformers (3 s to import: a bad config's error took 5.6 s with them, 1.9 s without)."""
+def test_the_config_checks_and_the_trial_module_do_not_import_torch(tmp_path) -> None:
+    """A config's checks (its model preset's name included), and a Tune trial actor unpickling its
+    trainable, need no torch or transformers (3 s to import: a bad config's error took 5.6 s with
+    them, 1.9 s without; a good config's checks 4 s before the driver started Ray)."""
+    from helpers import experiment_config, write_config
+
+    cfg = write_config(tmp_path / "c.yaml", experiment_config("c", tmp_path / "cache", train={"model": "llama-tiny"}))
     code = ("import sys, autoscale_ray.config, autoscale_ray.tuning.trial, autoscale_ray.train; "
-            "from autoscale_ray.train import TrainConfig; "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+            "from autoscale_ray.train import TrainConfig, PRESETS; "
+            f"cfg = autoscale_ray.config.load_config({str(cfg)!r}); "
+            "from autoscale_ray.tuning.contract import build_contract; "
+            "print(cfg.train['model'], sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "llama-tiny []"
     code = "from autoscale_ray.train import PRESETS, model_spec; print(len(PRESETS) > 0, callable(model_spec))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "True True"  # the lazy names still resolve

@@ -1,7 +1,8 @@
 """Proxy pretraining on Ray Train: models, the training loop, and running one proxy in a Tune trial.
 
 - `TrainConfig` (config.py): every knob of one proxy run.
-- `model_spec` / `PRESETS` (models.py): transformers models from presets or config files.
+- `PRESETS` (presets.py): the model presets as plain data; `model_spec` (models.py): transformers
+  models from presets or config files.
 - `train_proxy` (loop.py): the loop shared by Ray Train workers, the in-process path and benchmarks.
 - `train_loop_per_worker` (worker.py): the `TorchTrainer` entry point.
 - `ProxyJob` (job.py): one run as a trainable hands it over (config, corpus, storage, in-process or workers).
@@ -18,7 +19,7 @@ _WHERE = {
     "BatchLayout": "config", "TrainConfig": "config", "eval_steps": "evalpoints",
     "ModelShape": "flops", "device_peak_flops": "flops", "mfu": "flops", "model_shape": "flops",
     "RunInfo": "loop", "Worker": "loop", "evaluate": "loop", "train_proxy": "loop",
-    "PRESETS": "models", "ModelSpec": "models", "model_spec": "models",
+    "PRESETS": "presets", "ModelSpec": "models", "model_spec": "models",
     "TokenIds": "objective", "LRFactor": "schedule", "lr_factor": "schedule",
 }
 

@@ -26,7 +26,7 @@ OBJECTIVES = ("auto", "causal", "mlm")
 class TrainConfig:
     """One proxy run. Tokens are counted globally (all workers together)."""
 
-    # model: a preset name (autoscale_ray.train.models.PRESETS) or a transformers config.json path
+    # model: a preset name (autoscale_ray.train.presets.PRESETS) or a transformers config.json path
     model: str = "gpt2-tiny"
     objective: str = "auto"            # auto (from the model) | causal | mlm
     mlm_probability: float = 0.15      # masked-LM: fraction of positions predicted

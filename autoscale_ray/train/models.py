@@ -22,46 +22,38 @@ from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_
                                                     MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 from autoscale_ray.errors import BadInput
+from autoscale_ray.train.presets import PRESETS
 
 log = logging.getLogger("autoscale_ray")
 
 VOCAB_MULTIPLE = 64
 
 
-def _gpt2(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedConfig]:
-    return lambda vocab, ctx: GPT2Config(
-        vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=n_layer, n_head=heads,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=None, eos_token_id=None)  # GPT-2's 50256 is outside most corpus vocabularies
+def _gpt2(p: Preset, vocab: int, ctx: int) -> PretrainedConfig:
+    return GPT2Config(vocab_size=vocab, n_positions=ctx, n_embd=p.width, n_layer=p.layers, n_head=p.heads,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      bos_token_id=None, eos_token_id=None)  # GPT-2's 50256 is outside most corpus vocabularies
 
 
-def _llama(n_layer: int, d: int, heads: int, ffn: int) -> Callable[[int, int], PretrainedConfig]:
-    return lambda vocab, ctx: LlamaConfig(
-        vocab_size=vocab, max_position_embeddings=ctx, hidden_size=d, intermediate_size=ffn,
-        num_hidden_layers=n_layer, num_attention_heads=heads, num_key_value_heads=heads,
-        tie_word_embeddings=False, attention_dropout=0.0)
+def _llama(p: Preset, vocab: int, ctx: int) -> PretrainedConfig:
+    return LlamaConfig(vocab_size=vocab, max_position_embeddings=ctx, hidden_size=p.width,
+                       intermediate_size=p.ffn, num_hidden_layers=p.layers, num_attention_heads=p.heads,
+                       num_key_value_heads=p.heads, tie_word_embeddings=False, attention_dropout=0.0)
 
 
-def _bert(n_layer: int, d: int, heads: int) -> Callable[[int, int], PretrainedConfig]:
-    return lambda vocab, ctx: BertConfig(
-        vocab_size=vocab, max_position_embeddings=ctx, hidden_size=d, num_hidden_layers=n_layer,
-        num_attention_heads=heads, intermediate_size=4 * d, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0)
+def _bert(p: Preset, vocab: int, ctx: int) -> PretrainedConfig:
+    return BertConfig(vocab_size=vocab, max_position_embeddings=ctx, hidden_size=p.width,
+                      num_hidden_layers=p.layers, num_attention_heads=p.heads, intermediate_size=4 * p.width,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-# name -> (objective, config builder(vocab_size, context)); shapes from the GPT-2 paper, LLaMA, BERT.
-PRESETS: dict[str, tuple[str, Callable[[int, int], PretrainedConfig]]] = {
-    "gpt2-nano": ("causal", _gpt2(1, 64, 2)),            # with micro and tiny: three CPU sizes
-    "gpt2-micro": ("causal", _gpt2(2, 96, 4)),           # for a mixing-law search on a laptop
-    "gpt2-tiny": ("causal", _gpt2(2, 128, 4)),           # CPU tests and laptop searches
-    "gpt2-124m": ("causal", _gpt2(12, 768, 12)),
-    "gpt2-355m": ("causal", _gpt2(24, 1024, 16)),
-    "gpt2-774m": ("causal", _gpt2(36, 1280, 20)),         # "GPT-2 Large" of AutoScale
-    "llama-tiny": ("causal", _llama(2, 128, 4, 352)),
-    "llama-150m": ("causal", _llama(12, 768, 12, 2560)),  # ~150M total with a 32k vocabulary
-    "bert-tiny": ("mlm", _bert(2, 128, 2)),
-    "bert-base": ("mlm", _bert(12, 768, 12)),
-}
+_BUILDERS: dict[str, Callable[[Preset, int, int], PretrainedConfig]] = {"gpt2": _gpt2, "llama": _llama, "bert": _bert}
+
+
+def preset_config(name: str, vocab: int, ctx: int) -> PretrainedConfig:
+    """The transformers config of preset `name` (presets.py) for a vocabulary and context length."""
+    preset = PRESETS[name]
+    return _BUILDERS[preset.family](preset, vocab, ctx)
 
 
 @dataclass(frozen=True)
@@ -89,8 +81,8 @@ def model_spec(model: str, *, vocab_size: int, seq_len: int, objective: str = "a
     """A preset name or a transformers config.json path -> ModelSpec sized for the corpus."""
     vocab = padded_vocab(vocab_size)
     if model in PRESETS:
-        preset_objective, builder = PRESETS[model]
-        config = builder(vocab, seq_len)
+        preset_objective = PRESETS[model].objective
+        config = preset_config(model, vocab, seq_len)
         chosen = preset_objective if objective == "auto" else objective
         if chosen != preset_objective:
             raise BadInput(f"preset {model!r} trains with {preset_objective}, not {objective}",

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 from autoscale_ray.config import ExperimentConfig
 from autoscale_ray.tuning import layout
 from autoscale_ray.storage import Store
+from autoscale_ray.train.presets import TINY_PRESETS
 
-TINY_PRESETS = ("gpt2-nano", "gpt2-micro", "gpt2-tiny", "llama-tiny", "bert-tiny")
 
 
 @dataclass(frozen=True)
