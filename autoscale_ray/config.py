@@ -98,6 +98,7 @@ class SearchSpec:
     projector: str = "autoscale"      # autoscale (DDO optima across budgets) | mixing-law
     probe_models: tuple[str, ...] = ()  # mixing-law: the proxy models (>= 3 sizes)
     target_params: float | None = None  # mixing-law: the target model's parameters
+    bootstrap: int | None = None      # redraws behind every interval (None: each fit's default)
 
     @property
     def swarm(self) -> bool:
@@ -172,6 +173,7 @@ SEARCH_SPECS = {"target_budget": TOKENS, "lr": Number(most=10.0), "down": Number
                 "up": Number(most=1e3), "min_multiplier": Number(), "verify_probe": Flag(),
                 "rounds": Number(positive=False, whole=True, least=1, most=5),
                 "replicates": Number(positive=False, whole=True, least=0, most=16),
+                "bootstrap": Number(whole=True, least=10, most=10_000),
                 "max_epochs": Number(most=1e6),
                 "lr_extend": Number(positive=False, whole=True, least=0, most=8),
                 "lr_extend_rounds": Number(positive=False, whole=True, least=0, most=8),

@@ -421,7 +421,7 @@ def predictor_settings(cfg: ExperimentConfig, domains: tuple[str, ...], weights:
                 batch_tokens=cfg.train_config().global_batch_tokens, surrogate=search.surrogate,
                 available=available, max_epochs=search.max_epochs, method=search.method,
                 fixed_weights=search.fixed_weights, seed=search.seed, projector=search.projector,
-                target_params=search.target_params)
+                target_params=search.target_params, bootstrap=search.bootstrap)
 
 
 def start_search_predictor(cfg: ExperimentConfig, domains: tuple[str, ...], weights: dict[str, float],

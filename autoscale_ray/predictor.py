@@ -53,7 +53,7 @@ class Predictor:
                  compare_models: bool = True, method: str = "autoscale",
                  fixed_weights: Mapping[str, float] | None = None, seed: int = 0,
                  projector: str = "autoscale", target_params: float | None = None,
-                 parallel_draws: bool = False) -> None:
+                 bootstrap: int | None = None, parallel_draws: bool = False) -> None:
         self.domains = tuple(domains)
         # the bootstraps' refits on Ray tasks (the actor does this), same rows as in order
         self.solve_all = ray_solve_all if parallel_draws else solve_each
@@ -80,6 +80,7 @@ class Predictor:
         self.max_epochs = float(max_epochs)
         self.level = float(level)  # of every interval the recommendation reports
         self.loss_draws = int(loss_draws)  # 0: the expected losses without intervals
+        self.bootstrap = bootstrap  # redraws of every fit's interval; None: each fit's own default
         self.compare_models = compare_models  # fit the other DDO surrogate as model uncertainty
         self.rows: list[dict] = []
         self.optima: dict[int, Mixture] = {}
@@ -200,7 +201,7 @@ class Predictor:
         fit = dict(base=str(base.iloc[0]) if len(base) else None, metric=self.metric,
                    min_multiplier=self.min_multiplier, design=self.design, down=self.down,
                    up=self.up, design_runs=set(first["run_id"].astype(str)))
-        mix = ddo(table, surrogate=self.surrogate, solve_all=self.solve_all, **fit)
+        mix = ddo(table, surrogate=self.surrogate, solve_all=self.solve_all, **self._draws("bootstrap"), **fit)
         if self.compare_models:  # the other surrogate, where equally good, widens the intervals
             mix = with_other_surrogate(table, mix, **fit)
         if mix.extra.get("contradicted"):
@@ -365,7 +366,8 @@ class Predictor:
             self._table(f, "ddo, every probe"), self.domains, self.target,
             noise_sd=pooled_noise_sd([s.extra for s in sources], self.domains), metric=self.metric,
             available=self.available, max_epochs=self.max_epochs, level=self.level, seed=self.seed,
-            starts=[np.array([projected.weights[d] for d in self.domains])], solve_all=self.solve_all)
+            starts=[np.array([projected.weights[d] for d in self.domains])], solve_all=self.solve_all,
+            **self._draws("draws"))
         if not alt["used"]:
             self._note(f"the budget transfer law is left out of the intervals: {alt['reason']}")
         return alt
@@ -389,7 +391,8 @@ class Predictor:
             raise RuntimeError("no completed swarm runs: see the warnings")
         budget = float(f["budget"].max())
         choice = choose_mixture(self._table(f, "swarm"), self.method, metric=self.metric,
-                                fixed=self.fixed_weights, level=self.level, seed=self.seed)
+                                fixed=self.fixed_weights, level=self.level, seed=self.seed,
+                                **self._draws("draws"))
         weights, capped, epochs = self._capped(choice.weights)
         law = self.lr_law()
         lr, lr_interval, lr_method = self._swarm_lr(f, budget)
@@ -427,7 +430,7 @@ class Predictor:
         ans = mixlaw_answer(validate(f, "<search: mixing law>", require=["loss", "params"]),
                             params=float(self.target_params), tokens=float(self.target),
                             available=self.available, max_epochs=self.max_epochs, level=self.level,
-                            seed=self.seed)
+                            seed=self.seed, **self._draws("bootstrap"))
         self._note(held_out_line(ans.fit))
         if ans.fit["bootstrap"] < ans.fit["bootstrap_drawn"]:
             self._note(f"mixing law: {ans.fit['bootstrap_drawn'] - ans.fit['bootstrap']} of "
@@ -472,6 +475,10 @@ class Predictor:
         step = float(np.median(np.diff(np.log(np.sort(lrs)))))
         lo, hi = lr_prior_interval(centre, budget, self.target, math.nan, step, self.level)
         return float(centre * (self.target / budget) ** -BETA_PRIOR), [lo, hi], "prior"
+
+    def _draws(self, keyword: str) -> dict[str, int]:
+        """The redraws to pass a fit as `keyword`: none (its default) unless the search sets them."""
+        return {} if self.bootstrap is None else {keyword: int(self.bootstrap)}
 
     def _rounds(self) -> dict[str, int]:
         """DDO rounds run per probe."""

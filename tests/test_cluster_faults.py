@@ -130,8 +130,10 @@ def s3_search(environment, tmp_path_factory) -> Iterator[dict[str, Any]]:
     log = tmp / "driver.log"
     env = {**os.environ, "RAY_ADDRESS": nodes.cluster.address}
     try:
+        # real Ray measuring the noise; 20 redraws per interval, not 100: the fits are half of a
+        # replicated search's CPU time, and the faults, not the intervals' precision, are under test
         cfg = write_config(tmp, "demo2n", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2],
-                           ddo={"rounds": 1, "replicates": 2})  # real Ray measuring the noise
+                           ddo={"rounds": 1, "replicates": 2}, bootstrap=20)
         with open(log, "w") as err, open(tmp / "stdout.json", "w") as out:
             proc = subprocess.Popen([EXE, "run", str(cfg), "--out", f"s3://{BUCKET}/demo2n", "--json"],
                                     env=env, stdout=out, stderr=err, cwd=tmp)
@@ -167,6 +169,7 @@ def test_search_runs_on_both_nodes_and_writes_to_s3(s3_search) -> None:
     # intervals that hold them, and the report opens with how far to trust them
     for probe in rec["trust"]["noise"].values():
         assert probe["noise"]["measured_from"] == "replicates" and probe["noise"]["replicates"] == 3
+    assert all(o["bootstrap"]["draws"] == 20 for o in rec["evidence"]["probe_optima"].values())
     assert all(lo <= rec["weights"][d] <= hi for d, (lo, hi) in rec["weights_interval"].items())
     assert b"## How far to trust this" in objects["demo2n/report.md"]
     runs = pd.read_parquet(__import__("io").BytesIO(objects["demo2n/runs.parquet"]))

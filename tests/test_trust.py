@@ -269,6 +269,22 @@ def test_a_search_buried_in_noise_says_so() -> None:
     assert "cannot tell" in trust["verdict"] and trust["actions"]
 
 
+def test_search_bootstrap_sets_every_fits_redraws() -> None:
+    """`search.bootstrap`: the DDO optima's and the budget law's redraws (fewer: faster fits,
+    coarser intervals). Each probe's optimum is the same fit; the projection's guard reads the
+    optima's spread (fits/project.py), so the projected point may move, within the intervals."""
+    default, fewer = run_plan(0.002, seed=0), run_plan(0.002, seed=0, bootstrap=20)
+    optima = [{p: o["weights"] for p, o in rec["evidence"]["probe_optima"].items()} for rec in (default, fewer)]
+    assert optima[0] == optima[1] and fewer["lr"] == default["lr"]
+    for rec, draws in ((default, 100), (fewer, 20)):
+        assert [o["bootstrap"]["draws"] for o in rec["evidence"]["probe_optima"].values()] == [draws, draws]
+        assert rec["evidence"]["budget_law"]["used"] and rec["evidence"]["budget_law"]["draws"] == draws
+        other = fewer if rec is default else default
+        for d, (lo, hi) in rec["weights_interval"].items():
+            assert lo <= rec["weights"][d] <= hi and lo <= other["weights"][d] <= hi
+    assert fewer["weights_interval"] != default["weights_interval"]
+
+
 # -- the config's data settings ------------------------------------------------------------------
 @pytest.mark.parametrize("search, message", [
     ({"available_tokens": {"nope": 1e6}}, "available_tokens names unknown domain"),
@@ -276,6 +292,8 @@ def test_a_search_buried_in_noise_says_so() -> None:
     ({"max_epochs": 0}, "max_epochs"),
     ({"max_epochs": -1}, "max_epochs"),
     ({"ddo": {"replicates": 1.5}}, "replicates"),
+    ({"bootstrap": 5}, "search.bootstrap"),
+    ({"bootstrap": 20.5}, "search.bootstrap"),
 ])
 def test_bad_data_settings_are_one_line(tmp_path: Path, search: dict, message: str) -> None:
     from autoscale_ray.config import load_config
@@ -300,6 +318,9 @@ def test_the_config_carries_the_data_settings(tmp_path: Path) -> None:
     search = load_config(write_config(tmp_path / "c.yaml", cfg_dict)).search
     assert search.max_epochs == 2.5 and search.available_tokens == {"markov": 1e6}
     assert search.replicates == 2  # the default: the noise is measured
+    assert search.bootstrap is None  # the default: each fit's own number of redraws
+    cfg_dict["search"]["bootstrap"] = 40
+    assert load_config(write_config(tmp_path / "c.yaml", cfg_dict)).search.bootstrap == 40
 
 
 def test_the_verdict_names_no_budget_below_the_probes() -> None:
