@@ -11,8 +11,10 @@ how far to trust it (`autoscale_ray.fits.trust`).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -40,6 +42,22 @@ BETA_PRIOR = BETA_BJORCK  # Bjorck et al.'s LR-horizon exponent, used until two 
 META = ("key", "stage", "probe", "arm", "round")
 ANCHOR = 3.0  # a swept horizon within this factor of a run's budget sets the run's LR (lr_for)
 LOSS_DRAWS = 60  # bootstrap replicates of each domain's L(D) for the expected losses' intervals
+
+
+def _timed(method):
+    """Add the method's seconds to `self.fit_seconds`: a search's slots wait on these fits (the
+    searcher asks for them in Tune's event loop), so the evidence reports them apart from training."""
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        if self._timing:  # inside another timed fit (recommendation fits missing optima)
+            return method(self, *args, **kwargs)
+        started, self._timing = time.perf_counter(), True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.fit_seconds += time.perf_counter() - started
+            self._timing = False
+    return timed
 
 
 class Predictor:
@@ -87,6 +105,8 @@ class Predictor:
         self.notes: list[str] = []
         self._version = 0  # bumped by every add: a recommendation is computed once per state
         self._cached: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self.fit_seconds = 0.0  # spent in the fits (ddo_optimum, recommendation)
+        self._timing = False
 
     # -- data -------------------------------------------------------------------------------
     def add(self, key: str, rows: list[dict], meta: Mapping[str, Any] | None = None) -> None:
@@ -186,6 +206,7 @@ class Predictor:
                             "reason": fit.reason, "n_lrs": fit.n_lrs})
         return horizons
 
+    @_timed
     def ddo_optimum(self, probe: int) -> dict[str, Any]:
         f = self.frame("ddo", probe)
         if f.empty:
@@ -277,6 +298,11 @@ class Predictor:
         lr = float(law.predict(self.target)) if law is not None else self.lr_for(self.target)
         return [min(lo, lr), max(hi, lr)], "prior"
 
+    def fit_time(self) -> float:
+        """Seconds spent in the fits so far (a client reads the actor's attribute through this)."""
+        return self.fit_seconds
+
+    @_timed
     def recommendation(self) -> dict[str, Any]:
         """The answer for the runs so far; the same runs and notes give the cached answer (the
         searcher asks when the last probe is fitted, the pipeline again at the end)."""

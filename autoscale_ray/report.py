@@ -303,7 +303,9 @@ def _slot_line(util: dict[str, Any]) -> str:
     if util.get("median_gap_s") is None:
         return ""
     return (f"; idle between trials in a slot: median {util['median_gap_s']:.2f} s, 90th percentile "
-            f"{util['p90_gap_s']:.2f} s; experiment start {util['start_s']:.1f} s, end {util['end_s']:.1f} s")
+            f"{util['p90_gap_s']:.2f} s; experiment start {util['start_s']:.1f} s, end {util['end_s']:.1f} s"
+            + (f"; fits {util['fit_seconds']:.1f} s (the slots wait for each probe's fit and for the answer)"
+               if util.get("fit_seconds") is not None else ""))
 
 
 def write_report(folder: str | Path, name: str | None = None) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,15 @@ def run_search(probes, target, predictor_design: dict | None = None, **design):
 
 
 def test_search_on_a_known_oracle() -> None:
+    started = time.perf_counter()
     plan, pred = run_search([20_000, 80_000], 1_280_000)
+    # the fits' seconds, counted once (the answer fits no optimum twice): within the search's wall
+    assert 0 < pred.fit_time() <= time.perf_counter() - started
+    pred.optima.clear()  # as after a resume: the answer fits each probe's optimum inside its own time
+    pred._cached, before, started = None, pred.fit_time(), time.perf_counter()
+    again = pred.recommendation()
+    assert 0 < pred.fit_time() - before <= time.perf_counter() - started
+    assert again["weights"] == plan.results["recommendation"]["weights"]
     rec = plan.results["recommendation"]
     law = pred.lr_law()
     assert law.beta == pytest.approx(LR_BETA, abs=0.03)
