@@ -263,7 +263,7 @@ def test_recommendation_carries_intervals_and_a_trust_summary() -> None:
 
 
 def test_a_search_buried_in_noise_says_so() -> None:
-    rec = run_plan(0.5, seed=0)
+    rec = run_plan(0.5, seed=0, bootstrap=20)  # the verdict reads the noise, not the redraws
     trust = rec["trust"]
     assert not trust["distinguishable"] and trust["within_noise"]
     assert "cannot tell" in trust["verdict"] and trust["actions"]
