@@ -11,6 +11,7 @@ give the search's own weights (the Predictor is built with the search's settings
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_parallel.py [--cpus 2] [--repeats 2]
         [--out results/demo --config experiments/local.yaml]   (refit a finished search instead)
+        [--bootstrap 100 20]   (instead: the fits on Ray tasks with each search.bootstrap count)
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ def trials(runs: pd.DataFrame, store) -> list[tuple[str, list[dict], dict]]:
             for key, g in runs.groupby("key", sort=False)]
 
 
-def refit(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, parallel: bool) -> tuple[float, dict]:
+def refit(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, parallel: bool,
+          bootstrap: int | None = None) -> tuple[float, dict]:
     from autoscale_ray.pipeline import base_weights, predictor_settings
     from autoscale_ray.predictor import Predictor
 
     domains = tuple(searched["weights"])
     settings = predictor_settings(cfg, domains, base_weights(cfg, domains), searched["available_tokens"])
+    if bootstrap is not None:  # as the config's search.bootstrap would
+        settings["bootstrap"] = bootstrap
     p = Predictor(**settings, parallel_draws=parallel)
     for key, rows, meta in done:
         p.add(key, rows, meta)
@@ -55,6 +59,22 @@ def refit(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, paralle
         p.ddo_optimum(probe)
     rec = p.recommendation()
     return time.perf_counter() - started, rec
+
+
+def bootstraps(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, counts: list[int],
+               repeats: int) -> None:
+    """Fit seconds per search.bootstrap count (on Ray tasks), as a ratio to the first count's, and
+    how far each answer's weights and intervals are from the first's."""
+    print(f"{'repeat':>6} {'bootstrap':>9} {'fit s':>7} {'ratio':>6} {'max |dw|':>9} {'max |d interval|':>17}")
+    for i in range(repeats):
+        base_s, base = None, None
+        for n in counts:
+            secs, rec = refit(cfg, done, searched, parallel=True, bootstrap=n)
+            base_s, base = (secs, rec) if base is None else (base_s, base)
+            dw = max(abs(rec["weights"][d] - base["weights"][d]) for d in base["weights"])
+            di = max(abs(a - b) for d in base["weights_interval"]
+                     for a, b in zip(rec["weights_interval"][d], base["weights_interval"][d]))
+            print(f"{i:>6} {n:>9} {secs:>7.1f} {base_s / secs:>6.2f} {dw:>9.4f} {di:>17.4f}")
 
 
 def search_to_refit(tmp: Path) -> tuple[Path, Path]:
@@ -75,6 +95,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="refit this finished search's output (e.g. results/demo) "
                                                  "instead of running one; needs --config")
     parser.add_argument("--config", type=Path, help="the config that search ran with")
+    parser.add_argument("--bootstrap", type=int, nargs="+", metavar="N",
+                        help="instead: refit on Ray tasks with each search.bootstrap N (the first is the "
+                             "baseline), e.g. 100 20")
     args = parser.parse_args()
     if (args.out is None) != (args.config is None):
         parser.error("--out and --config go together")
@@ -92,6 +115,10 @@ def main() -> None:
         cfg, done = load_config(cfg_path), trials(runs, Store(out))
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         print(f"{runs['key'].nunique()} runs; Ray with {args.cpus} CPUs")
+        if args.bootstrap:
+            bootstraps(cfg, done, searched, args.bootstrap, args.repeats)
+            ray.shutdown()
+            return
         print(f"{'repeat':>6} {'in order s':>11} {'Ray tasks s':>12} {'ratio':>6} {'identical':>10} "
               f"{'= search':>9}")
         for i in range(args.repeats):

@@ -260,6 +260,8 @@ def test_recommendation_carries_intervals_and_a_trust_summary() -> None:
     assert trust["extrapolation_factor"] == pytest.approx(16.0)
     assert set(trust["noise"]) == {"20000", "80000"}
     assert all(n["noise"]["replicates"] == 3 for n in trust["noise"].values())
+    # the default number of redraws of each probe's optimum (search.bootstrap unset)
+    assert [o["bootstrap"]["draws"] for o in rec["evidence"]["probe_optima"].values()] == [100, 100]
 
 
 def test_a_search_buried_in_noise_says_so() -> None:
@@ -271,18 +273,19 @@ def test_a_search_buried_in_noise_says_so() -> None:
 
 def test_search_bootstrap_sets_every_fits_redraws() -> None:
     """`search.bootstrap`: the DDO optima's and the budget law's redraws (fewer: faster fits,
-    coarser intervals). Each probe's optimum is the same fit; the projection's guard reads the
-    optima's spread (fits/project.py), so the projected point may move, within the intervals."""
-    default, fewer = run_plan(0.002, seed=0), run_plan(0.002, seed=0, bootstrap=20)
-    optima = [{p: o["weights"] for p, o in rec["evidence"]["probe_optima"].items()} for rec in (default, fewer)]
-    assert optima[0] == optima[1] and fewer["lr"] == default["lr"]
-    for rec, draws in ((default, 100), (fewer, 20)):
+    coarser intervals; the default, 100, in the test above). Each probe's optimum is the same fit;
+    the projection's guard reads the optima's spread (fits/project.py), so the projected point may
+    move, within the intervals."""
+    more, fewer = run_plan(0.002, seed=0, bootstrap=20), run_plan(0.002, seed=0, bootstrap=10)
+    optima = [{p: o["weights"] for p, o in rec["evidence"]["probe_optima"].items()} for rec in (more, fewer)]
+    assert optima[0] == optima[1] and fewer["lr"] == more["lr"]
+    for rec, draws in ((more, 20), (fewer, 10)):
         assert [o["bootstrap"]["draws"] for o in rec["evidence"]["probe_optima"].values()] == [draws, draws]
         assert rec["evidence"]["budget_law"]["used"] and rec["evidence"]["budget_law"]["draws"] == draws
-        other = fewer if rec is default else default
+        other = fewer if rec is more else more
         for d, (lo, hi) in rec["weights_interval"].items():
             assert lo <= rec["weights"][d] <= hi and lo <= other["weights"][d] <= hi
-    assert fewer["weights_interval"] != default["weights_interval"]
+    assert fewer["weights_interval"] != more["weights_interval"]
 
 
 # -- the config's data settings ------------------------------------------------------------------
