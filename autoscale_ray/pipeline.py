@@ -368,7 +368,8 @@ def _search(cfg: ExperimentConfig, store: Store, tune_store: Store, corpus: Any,
     # the predictor's fits: at each probe's end and for the answer, while the slots wait
     rec["evidence"]["utilisation"] = {**utilisation(grid, tune_wall, cfg, progress.retries),
                                       **progress.timeline(started),
-                                      "fit_seconds": ray.get(predictor.fit_time.remote())}
+                                      "fit_seconds": ray.get(predictor.fit_time.remote()),
+                                      "per_trial": per_trial_times(grid, progress.per_trial())}
     rec["evidence"]["corpus"] = corpus_identity(cfg, corpus)
     write_results(store, rows, rec)
     attach_results(cfg, store, rec)  # recommendation + report to an MLflow / W&B run
@@ -497,6 +498,20 @@ def utilisation(grid: Any, wall: float, cfg: ExperimentConfig, retries: int) -> 
     return {"busy_trial_seconds": busy, "wall_seconds": wall, "slots": slots,
             "utilisation": busy / (wall * slots) if wall > 0 else math.nan,
             "trials": len(grid), "errors": grid.num_errors, "retries": retries}
+
+
+def per_trial_times(grid: Any, spans: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
+    """Per trial key: its span in the driver's view, the idle time before it in its slot, the
+    seconds it trained (Tune's time_total_s), and the rest of its span (start-up, or waiting for
+    Tune's loop, which runs the searcher's fits), sorted by key."""
+    trained = {str(r.config.get("key")): float(r.metrics["time_total_s"])
+               for r in grid if r.metrics and "time_total_s" in r.metrics and r.config}
+    out = {}
+    for key in sorted(spans):
+        t = trained.get(key)
+        out[key] = {**spans[key], "trained_s": t,
+                    "beyond_training_s": None if t is None else max(0.0, spans[key]["span_s"] - t)}
+    return out
 
 
 def write_results(store: Store, rows: Any, rec: dict[str, Any]) -> None:

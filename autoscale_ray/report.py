@@ -305,7 +305,16 @@ def _slot_line(util: dict[str, Any]) -> str:
     return (f"; idle between trials in a slot: median {util['median_gap_s']:.2f} s, 90th percentile "
             f"{util['p90_gap_s']:.2f} s; experiment start {util['start_s']:.1f} s, end {util['end_s']:.1f} s"
             + (f"; fits {util['fit_seconds']:.1f} s (the slots wait for each probe's fit and for the answer)"
-               if util.get("fit_seconds") is not None else ""))
+               if util.get("fit_seconds") is not None else "") + _longest_wait(util.get("per_trial") or {}))
+
+
+def _longest_wait(trials: dict[str, Any]) -> str:
+    """The trial whose span exceeded its training most (start-up, or Tune's loop busy with a fit)."""
+    waits = {k: t["beyond_training_s"] for k, t in trials.items() if t.get("beyond_training_s") is not None}
+    if not waits:
+        return ""
+    key = max(waits, key=lambda k: (waits[k], k))
+    return f"; the longest span beyond training: {key}, {waits[key]:.1f} s"
 
 
 def write_report(folder: str | Path, name: str | None = None) -> Path:

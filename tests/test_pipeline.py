@@ -65,6 +65,15 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> No
     assert 0 < util["start_s"] < util["wall_seconds"] and 0 <= util["end_s"] < util["wall_seconds"]
     # the predictor's fits (each probe's DDO optimum, the answer), which the slots wait for
     assert 0 < util["fit_seconds"] < util["wall_seconds"] + 60
+    # per trial: its span, what it trained, the rest of its span, the idle time before it
+    per = util["per_trial"]
+    assert sorted(per) == sorted(keys)
+    assert sum(t["idle_before_s"] is None for t in per.values()) == 2  # each slot's first trial
+    for t in per.values():
+        assert t["trained_s"] > 0 and t["span_s"] >= t["trained_s"] - 0.05
+        assert t["beyond_training_s"] == pytest.approx(max(0.0, t["span_s"] - t["trained_s"]))
+    assert sum(t["idle_before_s"] or 0 for t in per.values()) == pytest.approx(util["gap_slot_seconds"])
+    assert sum(t["trained_s"] for t in per.values()) == pytest.approx(util["busy_trial_seconds"])
     report = (out / "report.md").read_text()
     plots = ("loss_curves.png", "mixtures.png", "responses.png")
     for png in plots:
@@ -73,6 +82,8 @@ def test_search_writes_recommendation_runs_and_report(tmp_path: Path, cli) -> No
     assert report.startswith("# autoscale-ray report: out\n")
     assert f"idle between trials in a slot: median {util['median_gap_s']:.2f} s" in report
     assert f"; fits {util['fit_seconds']:.1f} s (the slots wait" in report
+    longest = max(per, key=lambda k: (per[k]["beyond_training_s"], k))
+    assert f"; the longest span beyond training: {longest}, {per[longest]['beyond_training_s']:.1f} s" in report
     assert f"Recommendation for a {float(rec['tokens']):.4g}-token run" in report
     assert f"from {len(keys)} proxy trials" in report and f"Peak LR: **{rec['lr']:.4g}**" in report
     assert all(d in report and format(rec["weights"][d], ".4g") in report for d in domains)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autoscale_ray.tuning.slots import slot_gaps, slot_timeline
+from autoscale_ray.tuning.slots import per_trial, slot_gaps, slot_timeline
 
 
 def test_gaps_follow_the_slot_that_freed_first():
@@ -10,6 +10,14 @@ def test_gaps_follow_the_slot_that_freed_first():
     # ended; trial 4 starts at once after trial 1 ended
     spans = [(0.0, 2.0), (0.1, 1.0), (1.5, 3.0), (2.0, 4.0)]
     assert slot_gaps(spans, 2) == pytest.approx([0.5, 0.0])
+
+
+def test_per_trial_names_each_trials_span_and_idle_time_in_any_order():
+    # the same four trials as above, listed in the order they ended
+    spans = [(0.1, 1.0), (0.0, 2.0), (1.5, 3.0), (2.0, 4.0)]
+    got = per_trial(spans, ["b", "a", "c", "d"], 2)
+    assert got == {"a": {"span_s": 2.0, "idle_before_s": None}, "b": {"span_s": pytest.approx(0.9), "idle_before_s": None},
+                   "c": {"span_s": 1.5, "idle_before_s": pytest.approx(0.5)}, "d": {"span_s": 2.0, "idle_before_s": 0.0}}
 
 
 def test_overlapping_start_is_no_gap():

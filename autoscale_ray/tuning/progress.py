@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from autoscale_ray.tuning.layout import write_progress
-from autoscale_ray.tuning.slots import slot_timeline
+from autoscale_ray.tuning.slots import per_trial, slot_timeline
 from autoscale_ray.storage import Store
 
 
@@ -38,6 +38,7 @@ class ProgressCallback(Callback):
         self.started = time.time()
         self.running: dict[str, float] = {}
         self.spans: list[tuple[float, float]] = []  # (start, end) of each finished trial
+        self.span_keys: list[str] = []  # and its key
         self.ended: float | None = None  # when the Tune experiment ended
         self.failed = 0
         self.retries = 0
@@ -47,6 +48,10 @@ class ProgressCallback(Callback):
         """Idle gaps between trials in a slot, and the experiment's start (from `began`, when
         Tuner.fit was called) and end (tuning/slots.py)."""
         return slot_timeline(self.spans, self.slots, began, self.ended or time.time())
+
+    def per_trial(self) -> dict[str, dict[str, float | None]]:
+        """Each finished trial's span and the idle time before it in its slot (tuning/slots.py)."""
+        return per_trial(self.spans, self.span_keys, self.slots)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running[trial.trial_id] = time.time()
@@ -99,6 +104,7 @@ class ProgressCallback(Callback):
         began = self.running.pop(trial.trial_id, None)
         if began is not None:
             self.spans.append((began, time.time()))
+            self.span_keys.append(str(trial.config.get("key", trial.trial_id)))
         status = (trial.last_result or {}).get("status")
         bad = failed or status in ("diverged", "failed")
         self.failed += int(bad)

@@ -15,18 +15,33 @@ from typing import Sequence
 import numpy as np
 
 
+def _idle_before(spans: Sequence[tuple[float, float]], slots: int) -> list[float | None]:
+    """The idle time before each span (in the given order) in the slot that freed first; None for
+    the first `slots` trials to start, which open the slots."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i])
+    free: list[float] = []
+    idle: list[float | None] = [None] * len(spans)
+    for i in order:
+        start, end = spans[i]
+        if len(free) >= slots:
+            idle[i] = max(0.0, start - heapq.heappop(free))
+        heapq.heappush(free, end)
+    return idle
+
+
 def slot_gaps(spans: Sequence[tuple[float, float]], slots: int) -> list[float]:
     """The idle time before each trial in the slot that freed first, trials in start order (the
     first `slots` trials open the slots and have no gap)."""
-    free: list[float] = []
-    gaps = []
-    for start, end in sorted(spans):
-        if len(free) < slots:
-            heapq.heappush(free, end)
-            continue
-        gaps.append(max(0.0, start - heapq.heappop(free)))
-        heapq.heappush(free, end)
-    return gaps
+    idle = _idle_before(spans, slots)
+    return [idle[i] for i in sorted(range(len(spans)), key=lambda i: spans[i]) if idle[i] is not None]
+
+
+def per_trial(spans: Sequence[tuple[float, float]], keys: Sequence[str], slots: int) -> dict[str, dict[str, float | None]]:
+    """Each trial's span (Tune starting it to Tune processing its end) and the idle time before it
+    in its slot (None for a slot's first trial), by trial key."""
+    idle = _idle_before(spans, slots)
+    return {key: {"span_s": end - start, "idle_before_s": gap}
+            for key, (start, end), gap in zip(keys, spans, idle)}
 
 
 def slot_timeline(spans: Sequence[tuple[float, float]], slots: int, began: float,
