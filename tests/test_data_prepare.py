@@ -202,7 +202,7 @@ def test_s3_endpoint_from_the_environment_and_s3_errors(s3_server, monkeypatch):
 def test_hf_shards_are_read_by_row_ranges(tmp_path):
     import pyarrow as pa
 
-    from autoscale_ray.data.sources import _hf_shards, _read_hf_rows
+    from autoscale_ray.data.read import _hf_shards, _read_hf_rows
 
     docs = documents(25, 11)
     write_hf(tmp_path / "hf", docs, column="body")

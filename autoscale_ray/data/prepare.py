@@ -1,7 +1,8 @@
 """Tokenise and pack each domain once, with Ray Data, into a cached `PackedCorpus`.
 
-One Ray Data execution reads every domain (read_parquet / read_json / read_text / a saved `datasets`
-dataset), tokenises documents in `map_batches` and hashes each document's text. The driver streams
+Ray Data reads every domain (read_parquet / read_json / read_text / a saved `datasets` dataset;
+data/read.py: one read of all the files of a format, the formats in turn), tokenises documents in
+`map_batches` and hashes each document's text. The driver streams
 the token ids to one scratch file per domain and keeps only a small index (hash, offset, length per
 document). Then, per domain:
 
@@ -33,8 +34,8 @@ import numpy as np
 
 from autoscale_ray.atomic import DIR_MODE, write_json
 from autoscale_ray.data.packed import FORMAT_VERSION, MANIFEST, PackedCorpus
-from autoscale_ray.data.sources import (DomainSource, ResolvedSource, check_sources, read_domain,
-                                        resolve_source)
+from autoscale_ray.data.read import read_domains
+from autoscale_ray.data.sources import DomainSource, ResolvedSource, check_sources, resolve_source
 from autoscale_ray.data.tokenize import TokenizerSpec, encode, tokenizer_spec
 from autoscale_ray.errors import BadInput
 
@@ -97,8 +98,9 @@ def _doc_keys(texts: Sequence[str]) -> np.ndarray:
                         for t in texts), dtype=np.uint64, count=len(texts))
 
 
-def _tokenize_block(batch, domain: int, name: str, spec: TokenizerSpec):
-    """map_batches UDF: pyarrow batch of `text` -> (domain, key, ids, error) per non-empty document.
+def _tokenize_block(batch, names: Sequence[str], spec: TokenizerSpec):
+    """map_batches UDF: pyarrow batch of `text` and `domain` (data/read.py) -> (domain, key, ids,
+    error) per non-empty document.
 
     Bad input found here travels as the `error` column (an exception raised in a Ray task reaches
     the driver wrapped, and loses its type): the driver turns it into one BadInput line.
@@ -106,13 +108,15 @@ def _tokenize_block(batch, domain: int, name: str, spec: TokenizerSpec):
     import pyarrow as pa
 
     texts = batch.column("text").to_pylist()
-    bad = next((t for t in texts if t is not None and not isinstance(t, str)), None)
+    domains = batch.column("domain").to_numpy()
+    bad = next(((t, d) for t, d in zip(texts, domains) if t is not None and not isinstance(t, str)), None)
     error = None
     if bad is not None:
-        error = str(BadInput(f"text value of type {type(bad).__name__}, not a string", f"domain `{name}`",
-                             "point text_column at a string column"))
-        texts = []
-    texts = [t for t in texts if t]
+        error = str(BadInput(f"text value of type {type(bad[0]).__name__}, not a string",
+                             f"domain `{names[bad[1]]}`", "point text_column at a string column"))
+        texts, domains = [], np.full(1, bad[1], dtype=np.int32)
+    kept = [i for i, t in enumerate(texts) if t]
+    texts = [texts[i] for i in kept]
     flat, lengths = encode(texts, spec)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -121,7 +125,7 @@ def _tokenize_block(batch, domain: int, name: str, spec: TokenizerSpec):
     if error is not None:
         offsets = np.zeros(2, dtype=np.int64)
     return pa.table({
-        "domain": pa.array(np.full(n, domain, dtype=np.int32)),
+        "domain": pa.array(np.asarray(domains if error is not None else domains[kept], dtype=np.int32)),
         "key": pa.array(_doc_keys(texts) if error is None else np.zeros(1, dtype=np.uint64)),
         "ids": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=value_type)),
         "error": pa.array([error] * n, type=pa.string()),
@@ -161,13 +165,15 @@ def _build(resolved: Sequence[ResolvedSource], spec: TokenizerSpec, seq_len: int
 
     t0 = time.time()
     compute = ray.data.TaskPoolStrategy(size=num_cpus) if num_cpus else None
-    parts = [read_domain(r).map_batches(_tokenize_block, batch_format="pyarrow", compute=compute,
-                                        fn_kwargs={"domain": i, "name": r.source.name, "spec": spec})
-             for i, r in enumerate(resolved)]
-    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    names = [r.source.name for r in resolved]
+    # one part per format (and text column, filesystem), each one read of all its files; in turn,
+    # not joined with `union`, whose cost grows faster than the parts' (data/read.py)
+    parts = [ds.map_batches(_tokenize_block, batch_format="pyarrow", compute=compute,
+                            fn_kwargs={"names": names, "spec": spec}) for ds in read_domains(resolved)]
     spills = [_DomainSpill(out / f".{i}.tokens", spec.dtype) for i in range(len(resolved))]
+    batches = (batch for ds in parts for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None))
     try:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for batch in batches:
             if batch.num_rows == 0:
                 continue
             errors = batch.column("error").drop_null()

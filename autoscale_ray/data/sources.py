@@ -3,7 +3,7 @@
 `resolve_source` turns a `DomainSource` into concrete files (with sizes and modification times, the
 identity used by the packing cache) and checks them before any Ray work starts, so that a wrong
 path, an empty glob, an unknown format or a missing text column is one clear `BadInput` line.
-`read_domain` then reads the files with Ray Data into a dataset with one `text` column.
+`autoscale_ray.data.read` then reads the files with Ray Data.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pyarrow.fs as pafs
@@ -377,65 +376,3 @@ def _check_hf(rs: ResolvedSource, path: str) -> None:
     if col not in ds.column_names:
         raise BadInput(f"no column `{col}` in `{path}` (columns: {', '.join(ds.column_names[:8])})",
                        where, "set text_column to the column holding the text")
-
-
-def _hf_shards(path: str) -> list[tuple[str, int]]:
-    """(Arrow file, rows) of a `save_to_disk` folder (its `train` split for a DatasetDict)."""
-    import pyarrow as pa
-
-    root = Path(path)
-    if (root / "dataset_dict.json").is_file():
-        root = root / "train"
-    state = json.loads((root / "state.json").read_text(encoding="utf-8"))
-    shards = []
-    for entry in state["_data_files"]:
-        file = str(root / entry["filename"])
-        with pa.memory_map(file) as mm:  # zero-copy: only the row count is read
-            shards.append((file, pa.ipc.open_stream(mm).read_all().num_rows))
-    return shards
-
-
-def _read_hf_rows(batch, column: str):
-    """map_batches UDF: rows [start, stop) of an Arrow shard -> a table with column `text`."""
-    import pyarrow as pa
-
-    tables = []
-    for file, start, stop in zip(*(batch.column(c).to_pylist() for c in ("file", "start", "stop"))):
-        # the map stays open while the (zero-copy) slice refers to it; Ray copies it out on return
-        table = pa.ipc.open_stream(pa.memory_map(file)).read_all()
-        tables.append(pa.table({"text": table.column(column).slice(start, stop - start)}))
-    return pa.concat_tables(tables)
-
-
-def read_domain(rs: ResolvedSource, *, rows_per_block: int = 2048):
-    """A Ray Dataset with one string column `text` holding the domain's documents."""
-    import ray.data
-
-    by_format: dict[str, list[str]] = {}
-    for f in rs.files:
-        by_format.setdefault(f.format, []).append(f.uri)
-    col = rs.source.text_column
-    parts = []
-    for fmt, uris in by_format.items():
-        if fmt == "parquet":
-            ds = ray.data.read_parquet(uris, filesystem=rs.filesystem, columns=[col])
-        elif fmt == "jsonl":
-            # Arrow's JSON reader reads newline-delimited JSON and takes a filesystem (lines=True does not)
-            ds = ray.data.read_json(uris, filesystem=rs.filesystem, file_extensions=None)
-        elif fmt == "text":
-            parts.append(ray.data.read_text(uris, filesystem=rs.filesystem))  # column `text`
-            continue
-        else:  # hf: row ranges of the saved Arrow shards, each read (memory-mapped) in a Ray task
-            ranges = [{"file": f, "start": a, "stop": min(a + rows_per_block, n)}
-                      for uri in uris for f, n in _hf_shards(uri) for a in range(0, n, rows_per_block)]
-            if not ranges:
-                continue
-            parts.append(ray.data.from_items(ranges).map_batches(
-                _read_hf_rows, fn_kwargs={"column": col}, batch_size=1, batch_format="pyarrow"))
-            continue
-        if col != "text":
-            ds = ds.rename_columns({col: "text"})
-        parts.append(ds.select_columns(["text"]))
-    if not parts:
-        raise BadInput("no documents", f"domain `{rs.source.name}`", "the domain is empty")
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
