@@ -147,6 +147,32 @@ def test_packing_is_cached_and_the_split_ignores_file_order(four_formats, tmp_pa
 
 
 @pytest.mark.slow
+def test_one_read_per_format_keeps_each_domains_documents(tmp_path, ray_local):  # noqa: F811
+    """data/read.py reads the files of several domains in one read and labels each row by its file:
+    every domain gets exactly its own documents, a file two domains list counts for both, and a text
+    column named like Ray Data's `path` column is read one domain at a time."""
+    a, b = documents(30, 21), documents(30, 22)
+    write_parquet(tmp_path / "a" / "0.parquet", a[:15])
+    write_parquet(tmp_path / "a" / "1.parquet", a[15:])
+    write_parquet(tmp_path / "b.parquet", b)
+    shared = [DomainSource("a", (str(tmp_path / "a"),)), DomainSource("b", (str(tmp_path / "b.parquet"),)),
+              DomainSource("ab", (str(tmp_path / "a" / "1.parquet"), str(tmp_path / "b.parquet")))]
+    write_parquet(tmp_path / "p" / "a.parquet", a, column="path")
+    write_parquet(tmp_path / "p" / "b.parquet", b, column="path")
+    named_path = [DomainSource("a", (str(tmp_path / "p" / "a.parquet"),), text_column="path"),
+                  DomainSource("b", (str(tmp_path / "p" / "b.parquet"),), text_column="path")]
+    for sources, expected in ((shared, {"a": a, "b": b, "ab": a[15:] + b}), (named_path, {"a": a, "b": b})):
+        corpus = prepare_corpus(sources, tmp_path / "cache", seq_len=SEQ, val_tokens=2 * SEQ)
+        for d, docs in expected.items():
+            stats = corpus.domain_stats()[d]
+            assert stats["documents"] == len(docs)
+            assert stats["tokens"] == sum(len(x) + 1 for x in docs)
+            packed = set(split_documents(corpus.validation(d), EOD)) | \
+                set(split_documents(np.asarray(corpus.train_array(d)), EOD))
+            assert packed <= {x.encode() for x in docs}
+
+
+@pytest.mark.slow
 def test_tokenizer_json_is_used_with_added_special_ids(tmp_path, ray_local):  # noqa: F811
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
