@@ -70,7 +70,8 @@ def bootstraps(cfg, done: list[tuple[str, list[dict], dict]], searched: dict, co
         base_s, base = None, None
         for n in counts:
             secs, rec = refit(cfg, done, searched, parallel=True, bootstrap=n)
-            base_s, base = (secs, rec) if base is None else (base_s, base)
+            if base is None:  # the first count is the baseline
+                base_s, base = secs, rec
             dw = max(abs(rec["weights"][d] - base["weights"][d]) for d in base["weights"])
             di = max(abs(a - b) for d in base["weights_interval"]
                      for a, b in zip(rec["weights_interval"][d], base["weights_interval"][d]))

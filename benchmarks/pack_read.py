@@ -2,8 +2,10 @@
 (the baseline, what prepare_corpus did before) vs one read of all the files of a format
 (data/read.py, what it does now), in the same process on the same Ray.
 
-Both pipelines tokenise with prepare's own UDF and are drained by the driver; the table gives the
-seconds of each, their ratio, and whether they delivered the same documents (domain, hash, length).
+All pipelines tokenise with prepare's own UDF and are drained by the driver; the table gives the
+seconds of each (the per-domain reads also drained one after another), the ratio of the union's to
+the new one's, whether they delivered the same documents (domain, hash, length), and prepare_corpus
+end to end (into a fresh folder, this code).
 Corpora: the embedded default corpus (4 domains, one Parquet file each) and a synthetic one with
 `--domains` domains of 3 Parquet files each.
 
@@ -37,24 +39,21 @@ def drained(parts) -> tuple[float, list[tuple[int, int, int]]]:
     return time.perf_counter() - started, sorted(docs)
 
 
-def baseline(resolved, spec):
-    """One read per domain, labelled with its index, joined with union (prepare before)."""
+def per_domain(resolved, spec):
+    """One read per domain, labelled with its index (prepare before joined these with `union`)."""
     from autoscale_ray.data.prepare import _tokenize_block
-    from autoscale_ray.data.read import _read
+    from autoscale_ray.data.read import _label, _read
 
     names = [r.source.name for r in resolved]
-    parts = [_read(r.files[0].format, [f.uri for f in r.files], r.filesystem, paths=False)
-             .select_columns([r.source.text_column])
-             .map_batches(_labelled, batch_format="pyarrow", fn_kwargs={"column": r.source.text_column, "domain": i})
-             .map_batches(_tokenize_block, batch_format="pyarrow", fn_kwargs={"names": names, "spec": spec})
-             for i, r in enumerate(resolved)]
+    return [_read(r.files[0].format, [f.uri for f in r.files], r.filesystem, paths=False)
+            .select_columns([r.source.text_column])
+            .map_batches(_label, batch_format="pyarrow", fn_kwargs={"column": r.source.text_column, "domain": i})
+            .map_batches(_tokenize_block, batch_format="pyarrow", fn_kwargs={"names": names, "spec": spec})
+            for i, r in enumerate(resolved)]
+
+
+def joined(parts):
     return [parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]]
-
-
-def _labelled(batch, column: str, domain: int):
-    from autoscale_ray.data.read import _label
-
-    return _label(batch, column, domain=domain)
 
 
 def grouped(resolved, spec):
@@ -78,7 +77,7 @@ def main() -> None:
     import ray
     from ray.data import DataContext
 
-    from autoscale_ray.data import build_embedded_corpus, embedded_sources
+    from autoscale_ray.data import build_embedded_corpus, embedded_sources, prepare_corpus
     from autoscale_ray.data.sources import DomainSource, resolve_source
     from autoscale_ray.data.tokenize import tokenizer_spec
 
@@ -95,15 +94,20 @@ def main() -> None:
                    f"synthetic ({args.domains} domains x 3 files)": synthetic}
         ray.data.range(8).materialize()  # the task workers started before the first timing
         print(f"Ray with {args.cpus} CPUs")
-        print(f"{'corpus':<34} {'repeat':>6} {'union of reads s':>17} {'one read per format s':>22} "
-              f"{'ratio':>6} {'same documents':>15}")
+        print(f"{'corpus':<34} {'repeat':>6} {'union of reads s':>17} {'reads in turn s':>16} "
+              f"{'one read per format s':>22} {'ratio':>6} {'same documents':>15} {'prepare_corpus s':>17}")
         for label, sources in corpora.items():
             resolved = [resolve_source(s) for s in sources]
             for i in range(args.repeats):
-                base_s, base_docs = drained(baseline(resolved, spec))
+                base_s, base_docs = drained(joined(per_domain(resolved, spec)))
+                turn_s, turn_docs = drained(per_domain(resolved, spec))
                 new_s, new_docs = drained(grouped(resolved, spec))
-                print(f"{label:<34} {i:>6} {base_s:>17.2f} {new_s:>22.2f} {base_s / new_s:>6.2f} "
-                      f"{str(base_docs == new_docs):>15}")
+                started = time.perf_counter()
+                prepare_corpus(sources, Path(tmp) / f"packed-{label[:8]}-{i}", seq_len=128, val_tokens=4096)
+                prep_s = time.perf_counter() - started
+                same = base_docs == turn_docs == new_docs
+                print(f"{label:<34} {i:>6} {base_s:>17.2f} {turn_s:>16.2f} {new_s:>22.2f} "
+                      f"{base_s / new_s:>6.2f} {str(same):>15} {prep_s:>17.2f}")
     ray.shutdown()
 
 

@@ -62,9 +62,9 @@ def _read_group(fmt: str, column: str, fs: pafs.FileSystem, files: dict[str, int
         return [_read(fmt, uris, fs, paths=False).select_columns([column]).map_batches(
                     _label, batch_format="pyarrow", fn_kwargs={"column": column, "domain": d})
                 for d, uris in by_domain.items()]
-    keys = {k: d for uri, d in files.items() for k in {uri, uri.split("://", 1)[-1]}}
+    # the files' paths as resolved (pyarrow's, without a scheme) are what Ray Data reports in `path`
     return [_read(fmt, list(files), fs, paths=True).select_columns([column, PATH]).map_batches(
-        _label, batch_format="pyarrow", fn_kwargs={"column": column, "domains": keys})]
+        _label, batch_format="pyarrow", fn_kwargs={"column": column, "domains": files})]
 
 
 def _read(fmt: str, uris: list[str], fs: pafs.FileSystem, *, paths: bool) -> Any:
@@ -87,10 +87,10 @@ def _label(batch, column: str, domains: dict[str, int] | None = None, domain: in
         labels = np.full(batch.num_rows, domain, dtype=np.int32)
     else:
         paths = batch.column(PATH).to_pylist()
-        missing = next((p for p in paths if p not in domains and p.split("://", 1)[-1] not in domains), None)
+        missing = next((p for p in paths if p not in domains), None)
         if missing is not None:
             raise RuntimeError(f"Ray Data read `{missing}`, which no domain lists")
-        labels = np.array([domains.get(p, domains.get(p.split("://", 1)[-1])) for p in paths], dtype=np.int32)
+        labels = np.array([domains[p] for p in paths], dtype=np.int32)
     return pa.table({"text": batch.column(column), "domain": labels})
 
 

@@ -32,8 +32,7 @@ def _idle_before(spans: Sequence[tuple[float, float]], slots: int) -> list[float
 def slot_gaps(spans: Sequence[tuple[float, float]], slots: int) -> list[float]:
     """The idle time before each trial in the slot that freed first, trials in start order (the
     first `slots` trials open the slots and have no gap)."""
-    idle = _idle_before(spans, slots)
-    return [idle[i] for i in sorted(range(len(spans)), key=lambda i: spans[i]) if idle[i] is not None]
+    return [gap for _, gap in sorted(zip(spans, _idle_before(spans, slots))) if gap is not None]
 
 
 def per_trial(spans: Sequence[tuple[float, float]], keys: Sequence[str], slots: int) -> dict[str, dict[str, float | None]]:
