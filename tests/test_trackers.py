@@ -102,6 +102,49 @@ def test_online_wandb_without_a_key_is_refused(tmp_path: Path, monkeypatch) -> N
         tune_callbacks(cfg, Store(tmp_path / "out"))
 
 
+def test_a_trials_wandb_actor_waits_for_the_writer_before_it_returns(tmp_path: Path, monkeypatch) -> None:
+    """Ray kills a trial's logging actor (and W&B's writer, its child process) as soon as `run`
+    returns; W&B writes the run file when torn down, so `run` must tear W&B down after finishing
+    the run, or the file can hold nothing (a full-suite run once left a trial's at 7 bytes)."""
+    from ray.air.integrations.wandb import _QueueItem
+
+    from autoscale_ray.tuning.trackers import _wandb_trials_class
+
+    calls: list[str] = []
+
+    class Queue:
+        items = [(_QueueItem.RESULT, {"loss": 1.0, "training_iteration": 1}), (_QueueItem.END, None)]
+
+        def get(self):
+            return self.items.pop(0)
+
+    class FakeWandb:
+        class config:  # noqa: N801  (wandb.config's interface)
+            @staticmethod
+            def update(*args, **kwargs):
+                calls.append("config")
+
+        def init(self, **kwargs):
+            calls.append("init")
+            return type("Run", (), {"config": type("Config", (), {})()})()
+
+        def log(self, values, step=None):
+            calls.append(f"log {values['loss']}")
+
+        def finish(self):
+            calls.append("finish")
+
+        def teardown(self):
+            calls.append("teardown")
+
+    monkeypatch.chdir(tmp_path)  # the actor changes into the trial's folder
+    actor = _wandb_trials_class()._logger_actor_cls(logdir=str(tmp_path), queue=Queue(), exclude=[],
+                                                    to_config=[], name="ddo/1.2e+04/base")
+    actor._wandb = FakeWandb()
+    actor.run()
+    assert calls == ["init", "config", "log 1.0", "finish", "teardown"]
+
+
 def test_recommendation_numbers() -> None:
     rec = {"weights": {"a": 0.25, "b": 0.75}, "lr": 1e-3, "tokens": 2e5,
            "expected_loss": {"per_domain": {"a": 2.5, "b": float("nan")}}}

@@ -179,11 +179,23 @@ def _mlflow_trials_class() -> type:
 @functools.cache
 def _wandb_trials_class() -> type:
     """`WandbTrials`, defined on first use (Ray's W&B integration imports wandb)."""
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+    class FlushedRun(_WandbLoggingActor):
+        """Ray's logging actor, which also waits for W&B's writer after `wandb.finish()`: W&B
+        writes a run's file from a child process when it is torn down, and Ray kills the actor
+        (and that child) as soon as `run` returns, so without the wait a trial's run file could
+        be left holding nothing (seen for the last trial of a search: a 7-byte run file)."""
+
+        def run(self) -> None:
+            super().run()
+            self._wandb.teardown()
 
     class WandbTrials(WandbLoggerCallback):
         """Ray's W&B logger (one run per trial, opened in a Ray actor), each run named by the
         trial's key and tagged with its stage instead of Tune's `search_trial_<id>`."""
+
+        _logger_actor_cls = FlushedRun
 
         def _start_logging_actor(self, trial: Any, exclude_results: list[str], **init: Any) -> None:
             init.update(name=_key(trial), tags=[str(trial.config.get("stage", "trial"))])
