@@ -294,6 +294,7 @@ def check_before_start(cfg: ExperimentConfig, store: Store, tune_store: Store, *
     if cfg.storage_path:
         folder.check_location(tune_store, declared)
     folder.check_resumable(folder.read_marker(store), cfg, store, resume=resume, restart=restart)
+    folder.check_unlocked(store)
     return weights
 
 

@@ -89,10 +89,13 @@ def test_sigint_resume_changed_config_busy_folder_and_crafted_state(tmp_path: Pa
     code, _, stderr = cli("run", str(cfg), "--out", str(out))
     assert code == 2 and "holds a search (running)" in stderr, stderr[-2000:]
     assert len(stderr.strip().splitlines()) == 1
-    # (a second process: with --restart it gets as far as the lock, after starting Ray)
-    busy = run_cli("run", str(cfg), "--out", str(out), "--restart")
-    assert busy.returncode == 2 and "another autoscale-ray run is using this folder" in busy.stderr, \
-        busy.stderr[-2000:]
+    # (a second process: with --restart, or --resume, it gets as far as the lock, which it only
+    # looks at: refused in one line before it starts Ray or packs a corpus)
+    for flag in ("--restart", "--resume"):
+        busy = run_cli("run", str(cfg), "--out", str(out), flag)
+        assert busy.returncode == 2 and "another autoscale-ray run is using this folder" in busy.stderr, \
+            busy.stderr[-2000:]
+        assert len(busy.stderr.strip().splitlines()) == 1 and "Ray:" not in busy.stderr
 
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(timeout=300) == 130, log.read_text()[-3000:]
@@ -195,15 +198,24 @@ def test_state_signed_by_another_process_is_refused(tmp_path: Path) -> None:
 
 def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     from autoscale_ray.tuning import folder as folder
+    from autoscale_ray.tuning.layout import LOCK
     from autoscale_ray.errors import BadInput
 
     store = Store(tmp_path / "out")
+    folder.check_unlocked(store)  # a new folder: free, and looking writes nothing
+    assert not (tmp_path / "out").exists()
     with folder.SearchLock(store):
-        code = ("import sys; from autoscale_ray.storage import Store; from autoscale_ray.tuning import folder as f\n"
-                f"try:\n  f.SearchLock(Store({str(store.path)!r})).__enter__()\nexcept Exception as e:\n"
-                "  print(e); sys.exit(3)\n")
-        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert other.returncode == 3 and "another autoscale-ray run" in other.stdout
+        held = (tmp_path / "out" / LOCK).read_bytes()
+        for call in ("SearchLock(Store({path!r})).__enter__()", "check_unlocked(Store({path!r}))"):
+            code = ("import sys; from autoscale_ray.storage import Store; from autoscale_ray.tuning import folder as f\n"
+                    f"try:\n  f.{call.format(path=str(store.path))}\nexcept Exception as e:\n"
+                    "  print(e); sys.exit(3)\n")
+            other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            assert other.returncode == 3 and "another autoscale-ray run" in other.stdout, (call, other.stderr)
+        assert (tmp_path / "out" / LOCK).read_bytes() == held  # looking left the holder's record
+    folder.check_unlocked(store)  # released: free again, and still not taken
+    with folder.SearchLock(store):
+        pass
     with pytest.raises(BadInput, match="exclude each other"):  # an error inside the block...
         with folder.SearchLock(store):
             folder.check_resumable(None, None, store, resume=True, restart=True)  # type: ignore[arg-type]

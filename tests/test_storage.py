@@ -1,10 +1,13 @@
 """`Store` on a local folder and on an S3-compatible server (moto on loopback), the report verb on
-an s3:// output, and a node without the packed corpus fetching it from the output store."""
+an s3:// output, a node without the packed corpus fetching it from the output store, and the
+search lock on S3."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +131,30 @@ def test_a_small_object_is_one_put_not_a_multipart_upload(s3: str, s3_server) ->
     assert "-" not in client.head_object(Bucket="store", Key="puts/done/a.json")["ETag"]
     assert json.loads(store.read_text("done/a.json")) == {"key": "a"} and len(store.read_bytes("big.bin")) == 12 << 20
 
+
+def test_s3_lock_refuses_a_live_holder_and_takes_over_a_dead_one(s3: str) -> None:
+    """The lock object of an output on object storage: a live run's refuses (SearchLock and the
+    look `run` takes before starting Ray, which writes nothing); one whose process is gone on this
+    host is taken over; the holder deletes it on leaving."""
+    import socket
+
+    from autoscale_ray.errors import BadInput
+    from autoscale_ray.tuning import folder
+    from autoscale_ray.tuning.layout import LOCK
+
+    store = Store(f"{s3}/locked")
+    folder.check_unlocked(store)
+    with folder.SearchLock(store):
+        holder = store.read_text(LOCK)
+        assert json.loads(holder)["pid"] == os.getpid()  # this process: alive
+        for take in (lambda: folder.check_unlocked(store), lambda: folder.SearchLock(store).__enter__()):
+            with pytest.raises(BadInput, match=r"another autoscale-ray run is using this folder \(pid \d+ on .*"
+                                               r"if no run is active there, delete s3://store/locked/"):
+                take()
+        assert store.read_text(LOCK) == holder
+    assert not store.exists(LOCK)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.write_json(LOCK, {"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0})
+    folder.check_unlocked(store)  # its process is gone: free
+    with folder.SearchLock(store):
+        assert json.loads(store.read_text(LOCK))["pid"] == os.getpid()

@@ -225,22 +225,14 @@ class SearchLock:
             except BlockingIOError:
                 holder = os.read(fd, 4096).decode(errors="replace").strip()
                 os.close(fd)
-                raise BadInput(f"another autoscale-ray run is using this folder ({short(holder)})",
-                               f"--out {self.store.location}", "wait for it to finish or give another --out") from None
+                raise _held_here(self.store, holder) from None
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(me).encode())
             self._fd = fd
             return self
-        if self.store.exists(LOCK):
-            try:
-                holder = json.loads(self.store.read_text(LOCK))
-            except ValueError:
-                holder = {}
-            stale = holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0) or 0))
-            if not stale:
-                raise BadInput(f"another autoscale-ray run is using this folder (pid {holder.get('pid')} on "
-                               f"{holder.get('host')})", f"--out {self.store.location}",
-                               f"if no run is active there, delete {self.store.uri(LOCK)}")
+        holder = _remote_holder(self.store)
+        if holder is not None:
+            raise _held_remote(self.store, holder)
         self.store.write_json(LOCK, me)
         return self
 
@@ -250,4 +242,54 @@ class SearchLock:
             self._fd = None
         elif not self.store.local:
             self.store.delete(LOCK)
+
+
+def check_unlocked(store: Store) -> None:
+    """Refuse, in one line, a folder another run holds, without taking its lock or writing
+    anything: `run` asks this before it starts Ray or packs the corpus, and takes the lock
+    (`SearchLock`) once both are ready, so a bad shard still leaves no trace."""
+    if not store.local:
+        holder = _remote_holder(store)
+        if holder is not None:
+            raise _held_remote(store, holder)
+        return
+    import fcntl
+
+    try:
+        fd = os.open(Path(store.path) / LOCK, os.O_RDWR)
+    except OSError:  # no lock file (a new folder) or not ours to open: SearchLock decides
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
+    except BlockingIOError:
+        raise _held_here(store, os.read(fd, 4096).decode(errors="replace").strip()) from None
+    finally:
+        os.close(fd)
+
+
+def _remote_holder(store: Store) -> dict[str, Any] | None:
+    """The lock object of an object-storage folder when a live run holds it: one whose process is
+    gone (same host) does not count."""
+    if not store.exists(LOCK):
+        return None
+    try:
+        holder = json.loads(store.read_text(LOCK))
+    except ValueError:
+        holder = {}
+    holder = holder if isinstance(holder, dict) else {}
+    if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0) or 0)):
+        return None
+    return holder
+
+
+def _held_here(store: Store, holder: str) -> BadInput:
+    """A local folder's lock is held; `holder` is its lock file's text."""
+    return BadInput(f"another autoscale-ray run is using this folder ({short(holder)})",
+                    f"--out {store.location}", "wait for it to finish or give another --out")
+
+
+def _held_remote(store: Store, holder: dict[str, Any]) -> BadInput:
+    return BadInput(f"another autoscale-ray run is using this folder (pid {holder.get('pid')} on "
+                    f"{holder.get('host')})", f"--out {store.location}",
+                    f"if no run is active there, delete {store.uri(LOCK)}")
 
