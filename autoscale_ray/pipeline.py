@@ -309,9 +309,10 @@ def start_ray(cfg: ExperimentConfig, ray_target: cluster.Target | None = None, *
     _keep_credentials_out_of_ray_logs()
     if not ray.is_initialized():
         local = ray_target.address is None
-        ray.init(address="local" if local else ray_target.address, log_to_driver=False,
-                 include_dashboard=None if dashboard else False,
-                 **({"dashboard_host": "127.0.0.1"} if local else {}))
+        with cluster.one_line_start():
+            ray.init(address="local" if local else ray_target.address, log_to_driver=False,
+                     include_dashboard=None if dashboard else False,
+                     **({"dashboard_host": "127.0.0.1"} if local else {}))
         if local:
             check_resources(cfg)
     from ray._private.worker import get_dashboard_url

@@ -63,9 +63,44 @@ def test_first_line_names_the_ray_instance_and_its_dashboard_answers(finished) -
     ours = [line for line in finished["stderr"] if line.startswith("[autoscale-ray]")]
     assert re.match(r"\[autoscale-ray\] Ray: a fresh local Ray instance, \d+ CPU; dashboard http://127\.0\.0\.1:\d+$",
                     ours[0]), ours[0]
+    assert finished["stderr"][0] == ours[0]  # Ray's own start-up lines say nothing more
     url, code, body = finished["dashboard"]
     assert code == 200 and body  # the dashboard's page, fetched while the search ran
     assert url in ours[0]
+
+
+def test_only_ray_inits_own_start_up_lines_are_left_out_and_only_while_it_runs() -> None:
+    import logging
+
+    from autoscale_ray.tuning.cluster import one_line_start
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    worker = logging.getLogger("ray._private.worker")
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    levels = [worker.level, auth.level]
+    for logger in (worker, auth):
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+    def say() -> None:
+        worker.info("Started a local Ray instance. View the dashboard at http://127.0.0.1:8265")
+        worker.warning("a warning of ray.init")
+        auth.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+        auth.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    try:
+        with one_line_start():
+            say()
+        assert seen == ["a warning of ray.init",
+                        "Token authentication is disabled for this Ray cluster. Anyone with network access ..."]
+        seen.clear()
+        say()  # after it: every line again
+        assert len(seen) == 4
+    finally:
+        for logger, level in zip((worker, auth), levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 @pytest.mark.slow

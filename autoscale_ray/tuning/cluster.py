@@ -9,9 +9,12 @@ minutes and end with "Failed to get cluster ID from GCS server: TimedOut": its G
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Iterator
 
 from autoscale_ray.errors import BadInput
 
@@ -86,3 +89,31 @@ def describe(t: Target, resources: dict[str, float], dashboard_url: str | None) 
     if url and "://" not in url:
         url = f"http://{url}"
     return f"Ray: {what}, {size or 'no resources yet'}" + (f"; dashboard {url}" if url else "; no dashboard")
+
+
+class _SaidByUs(logging.Filter):
+    """Drops `ray.init`'s own start-up lines that the search's first line says instead: which
+    instance it started or joined and its dashboard (INFO), and the notice that token
+    authentication is on by default. Every other warning, the one for authentication turned
+    off included, still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "ray._private.worker":
+            return record.levelno >= logging.WARNING
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+@contextlib.contextmanager
+def one_line_start() -> Iterator[None]:
+    """Around `ray.init`: its start-up lines are left to the search's own (see `_SaidByUs`); only
+    while it runs, so a Ray started later in the same process logs as Ray does."""
+    said = _SaidByUs()
+    loggers = [logging.getLogger(n) for n in ("ray._private.worker",
+                                                "ray._private.authentication.authentication_token_setup")]
+    for logger in loggers:
+        logger.addFilter(said)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(said)
