@@ -234,6 +234,6 @@ def test_hf_shards_are_read_by_row_ranges(tmp_path):
     write_hf(tmp_path / "hf", docs, column="body")
     (file, rows), = _hf_shards(str(tmp_path / "hf"))
     assert rows == 25
-    ranges = pa.table({"file": [file, file], "start": [0, 10], "stop": [10, 25]})
-    got = _read_hf_rows(ranges, column="body").column("text").to_pylist()
-    assert got == docs
+    ranges = pa.table({"file": [file, file], "start": [0, 10], "stop": [10, 25], "domain": [3, 3]})
+    got = _read_hf_rows(ranges, column="body")
+    assert got.column("text").to_pylist() == docs and set(got.column("domain").to_pylist()) == {3}

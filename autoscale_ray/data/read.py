@@ -111,17 +111,15 @@ def _hf_shards(path: str) -> list[tuple[str, int]]:
 
 
 def _read_hf_rows(batch, column: str):
-    """map_batches UDF: rows [start, stop) of an Arrow shard -> a table with column `text` (and
-    `domain`, when the ranges carry it)."""
+    """map_batches UDF: rows [start, stop) of an Arrow shard, each range with its `domain` -> a
+    table with the columns `text` and `domain`."""
     import numpy as np
     import pyarrow as pa
 
     tables = []
-    domains = batch.column("domain").to_pylist() if "domain" in batch.column_names else [None] * batch.num_rows
-    for file, start, stop, d in zip(*(batch.column(c).to_pylist() for c in ("file", "start", "stop")), domains):
+    for file, start, stop, d in zip(*(batch.column(c).to_pylist() for c in ("file", "start", "stop", "domain"))):
         # the map stays open while the (zero-copy) slice refers to it; Ray copies it out on return
         table = pa.ipc.open_stream(pa.memory_map(file)).read_all()
         text = table.column(column).slice(start, stop - start)
-        tables.append(pa.table({"text": text} if d is None else
-                               {"text": text, "domain": np.full(len(text), d, dtype=np.int32)}))
+        tables.append(pa.table({"text": text, "domain": np.full(len(text), d, dtype=np.int32)}))
     return pa.concat_tables(tables)

@@ -215,25 +215,16 @@ class SearchLock:
 
     def __enter__(self) -> "SearchLock":
         me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        if self.store.local:
-            import fcntl
-
-            Path(self.store.path).mkdir(parents=True, exist_ok=True)
-            fd = os.open(Path(self.store.path) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 4096).decode(errors="replace").strip()
-                os.close(fd)
-                raise _held_here(self.store, holder) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(me).encode())
-            self._fd = fd
+        if not self.store.local:
+            check_unlocked(self.store)
+            self.store.write_json(LOCK, me)
             return self
-        holder = _remote_holder(self.store)
-        if holder is not None:
-            raise _held_remote(self.store, holder)
-        self.store.write_json(LOCK, me)
+        Path(self.store.path).mkdir(parents=True, exist_ok=True)
+        fd = os.open(Path(self.store.path) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        _flock_or_refuse(fd, self.store)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(me).encode())
+        self._fd = fd
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -247,49 +238,39 @@ class SearchLock:
 def check_unlocked(store: Store) -> None:
     """Refuse, in one line, a folder another run holds, without taking its lock or writing
     anything: `run` asks this before it starts Ray or packs the corpus, and takes the lock
-    (`SearchLock`) once both are ready, so a bad shard still leaves no trace."""
-    if not store.local:
-        holder = _remote_holder(store)
-        if holder is not None:
-            raise _held_remote(store, holder)
+    (`SearchLock`) once both are ready, so a bad shard still leaves no trace. On object storage
+    the lock is an object naming host and pid; one whose process is gone (same host) is free."""
+    if store.local:
+        try:
+            fd = os.open(Path(store.path) / LOCK, os.O_RDWR)
+        except OSError:  # no lock file (a new folder) or not ours to open: SearchLock decides
+            return
+        _flock_or_refuse(fd, store)
+        os.close(fd)  # releases the flock just taken
         return
-    import fcntl
-
-    try:
-        fd = os.open(Path(store.path) / LOCK, os.O_RDWR)
-    except OSError:  # no lock file (a new folder) or not ours to open: SearchLock decides
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
-    except BlockingIOError:
-        raise _held_here(store, os.read(fd, 4096).decode(errors="replace").strip()) from None
-    finally:
-        os.close(fd)
-
-
-def _remote_holder(store: Store) -> dict[str, Any] | None:
-    """The lock object of an object-storage folder when a live run holds it: one whose process is
-    gone (same host) does not count."""
     if not store.exists(LOCK):
-        return None
+        return
     try:
         holder = json.loads(store.read_text(LOCK))
     except ValueError:
         holder = {}
     holder = holder if isinstance(holder, dict) else {}
     if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0) or 0)):
-        return None
-    return holder
+        return
+    raise BadInput(f"another autoscale-ray run is using this folder (pid {holder.get('pid')} on "
+                   f"{holder.get('host')})", f"--out {store.location}",
+                   f"if no run is active there, delete {store.uri(LOCK)}")
 
 
-def _held_here(store: Store, holder: str) -> BadInput:
-    """A local folder's lock is held; `holder` is its lock file's text."""
-    return BadInput(f"another autoscale-ray run is using this folder ({short(holder)})",
-                    f"--out {store.location}", "wait for it to finish or give another --out")
+def _flock_or_refuse(fd: int, store: Store) -> None:
+    """Take the flock on the lock file `fd` without waiting; when another process holds it, close
+    `fd` and refuse, naming the holder from the file's text."""
+    import fcntl
 
-
-def _held_remote(store: Store, holder: dict[str, Any]) -> BadInput:
-    return BadInput(f"another autoscale-ray run is using this folder (pid {holder.get('pid')} on "
-                    f"{holder.get('host')})", f"--out {store.location}",
-                    f"if no run is active there, delete {store.uri(LOCK)}")
-
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        os.close(fd)
+        raise BadInput(f"another autoscale-ray run is using this folder ({short(holder)})",
+                       f"--out {store.location}", "wait for it to finish or give another --out") from None
