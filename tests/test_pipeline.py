@@ -116,7 +116,9 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path,
         pytest.fail("the search made no progress: " + (tmp_path / "first.log").read_text()[-2000:])
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, at once
     proc.wait()
-    finished_before = [r["key"] for r in Store(str(out)).records("trained")]
+    # finished = recorded in done/ by the searcher; a trial can have trained (its `trained` record)
+    # and been killed before its result reached the searcher: that one is trained again, rightly
+    finished_before = {json.loads(p.read_text())["key"] for p in (out / "done").iterdir()}
     assert len(finished_before) >= 5
 
     # the driver was SIGKILLed (a subprocess); the resume runs in this process
@@ -127,7 +129,9 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path,
     assert runs["key"].nunique() == 2 * (2 * 4 + 1)
     assert not runs.duplicated(["key", "tokens"]).any()  # every trial exactly once
     trained = [r["key"] for r in Store(str(out)).records("trained")]
-    assert sorted(trained) == sorted(set(trained))  # no finished trial was trained again
+    again = {k for k in trained if trained.count(k) > 1}
+    assert not again & finished_before  # no finished trial trained again
+    assert len(again) <= 2  # at most the trials in flight at the kill (2 slots)
     assert set(trained) == set(runs["key"])
 
 
