@@ -31,12 +31,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command line's parser. Where `argv` names a verb, only that verb is registered: each
+    verb's module imports its fits (pandas, scipy), and importing all of them was about 1 s of
+    every command's start; --help and a mistyped verb get them all."""
     parser = _Parser(prog="autoscale-ray",
                      description="Data mixture and learning rate for LLM pretraining from small "
                                  "proxy runs on Ray, extrapolated with scaling laws.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-    for verb in VERBS:
+    named = next((a for a in argv if not a.startswith("-")), None)
+    for verb in (named,) if named in VERBS else VERBS:
         try:
             module = importlib.import_module(f"autoscale_ray.verbs.{verb}")
         except ModuleNotFoundError as exc:
@@ -65,9 +69,10 @@ def _setup_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # --help, or a usage error (already printed as one line)
         return int(exc.code or 0)
     try:

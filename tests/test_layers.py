@@ -186,3 +186,20 @@ def test_the_config_checks_and_the_trial_module_do_not_import_torch(tmp_path) ->
     code = "from autoscale_ray.train import PRESETS, model_spec; print(len(PRESETS) > 0, callable(model_spec))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "True True"  # the lazy names still resolve
+
+
+def test_a_command_registers_only_its_own_verb() -> None:
+    """Each verb's module imports its fits (pandas, scipy: about 1 s); a command parses with its
+    own verb only, --help and a mistyped verb with all of them."""
+    from autoscale_ray.cli import VERBS, build_parser
+
+    def verbs(argv: list[str]) -> list[str]:
+        sub = next(a for a in build_parser(argv)._actions if a.dest == "verb")
+        return list(sub.choices)
+
+    assert verbs(["ddo", "runs.csv", "--json"]) == ["ddo"]
+    assert verbs(["--help"]) == verbs([]) == verbs(["bogus"]) == list(VERBS)
+    code = ("import sys; from autoscale_ray.cli import main; code = main(['run', 'missing.yaml', '--out', 'x']); "
+            "print(code, 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["2", "False"] and "missing.yaml" in out.stderr
