@@ -275,8 +275,8 @@ def test_tensorboard_event_files_per_trial(searched: Searched) -> None:
 
 
 def test_the_tensorboard_logger_keeps_torch_out_of_the_driver(tmp_path: Path) -> None:
-    """tensorboardX imports torch if it can; the driver's logger is built without it (1-2 s and
-    ~300 MB of a search's start), writes Tune's numbers all the same, and torch imports normally
+    """tensorboardX imports torch if it can; the driver's logger is built without it (1-2 s of a
+    search's start, ~180 MB of its driver), writes Tune's numbers all the same, and torch imports normally
     afterwards."""
     code = ("import sys, numpy as np; from autoscale_ray.tuning.trackers import tensorboard_logger; "
             "cb = tensorboard_logger(); "

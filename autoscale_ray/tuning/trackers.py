@@ -74,7 +74,7 @@ class NoTensorBoard(TBXLoggerCallback):
 def tensorboard_logger() -> TBXLoggerCallback:
     """Tune's TensorBoard logger, without torch in the driver: tensorboardX imports torch when it
     can, only to take torch tensors as values (its writer's `numpy_compatible`); Tune logs the
-    trials' numbers, and torch's import was 1-2 s of a search's start and ~300 MB of the driver.
+    trials' numbers, and torch's import was 1-2 s of a search's start and ~180 MB of the driver.
     While tensorboardX loads, `import torch` fails as if torch were not installed; it is left alone
     where torch or tensorboardX is already loaded (a notebook, the in-process API)."""
     if "torch" in sys.modules or "tensorboardX" in sys.modules:
