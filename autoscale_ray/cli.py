@@ -39,7 +39,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      description="Data mixture and learning rate for LLM pretraining from small "
                                  "proxy runs on Ray, extrapolated with scaling laws.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-    named = next((a for a in argv if not a.startswith("-")), None)
+    named = argv[0] if argv else None  # the verb comes first; `-h run` gets the whole --help
     for verb in (named,) if named in VERBS else VERBS:
         try:
             module = importlib.import_module(f"autoscale_ray.verbs.{verb}")

@@ -198,7 +198,7 @@ def test_a_command_registers_only_its_own_verb() -> None:
         return list(sub.choices)
 
     assert verbs(["ddo", "runs.csv", "--json"]) == ["ddo"]
-    assert verbs(["--help"]) == verbs([]) == verbs(["bogus"]) == list(VERBS)
+    assert verbs(["--help"]) == verbs(["-h", "ddo"]) == verbs([]) == verbs(["bogus"]) == list(VERBS)
     code = ("import sys; from autoscale_ray.cli import main; code = main(['run', 'missing.yaml', '--out', 'x']); "
             "print(code, 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
