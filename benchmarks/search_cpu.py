@@ -1,10 +1,9 @@
 """Where one search's CPU goes: CPU seconds per kind of process (the driver, Ray's own processes, the
 trial actors, the predictor, ...) while `autoscale-ray run` of the end-to-end tests' config runs.
 
-Every process on the machine is read from /proc every 0.1 s (user + system CPU since it started; a
-process's kind is its command line: Ray renames a worker `ray::<actor or task>`, kept over the
-`ray::IDLE` it returns to);
-the CPU a process already had when the search began is subtracted. The corpus is packed once
+The search's processes (the driver and its descendants) are read from /proc every 0.1 s (user +
+system CPU since each started; a process's kind is its command line: Ray renames a worker
+`ray::<actor or task>`, kept over the `ray::IDLE` it returns to). The corpus is packed once
 beforehand. Linux only. Prints wall seconds, CPU seconds, and a table by kind, largest first.
 
     .venv/bin/python benchmarks/search_cpu.py [--repeats 1]
@@ -32,8 +31,8 @@ KINDS = ("gcs_server", "raylet", "dashboard/agent", "ray-dashboard-", "dashboard
          "log_monitor", "monitor.py", "autoscale-ray")
 
 
-def processes() -> dict[tuple[str, str], tuple[str, float]]:
-    """(pid, start time) -> (command line, CPU seconds) of every readable process."""
+def processes() -> dict[tuple[str, str], tuple[str, str, float]]:
+    """(pid, start time) -> (parent pid, command line, CPU seconds) of every readable process."""
     seen = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -42,7 +41,7 @@ def processes() -> dict[tuple[str, str], tuple[str, float]]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        seen[(pid, fields[19])] = (cmd, (int(fields[11]) + int(fields[12])) / TICK)
+        seen[(pid, fields[19])] = (fields[1], cmd, (int(fields[11]) + int(fields[12])) / TICK)
     return seen
 
 
@@ -53,21 +52,29 @@ def kind(cmd: str) -> str:
 
 
 def measure(cfg: Path, out: Path) -> tuple[float, dict[str, list[float]]]:
-    before = processes()
+    """Wall seconds of the search and the CPU seconds of each process it started (its driver and
+    every descendant: a local Ray's processes are the driver's children, its workers the raylet's)."""
     names: dict[tuple[str, str], str] = {}
     cpu: dict[tuple[str, str], float] = {}
     began = time.perf_counter()
     proc = subprocess.Popen([EXE, "run", str(cfg), "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
+    ours = {str(proc.pid)}
     while True:
         done = proc.poll() is not None
-        for key, (cmd, seconds) in processes().items():
-            if key[0] == str(os.getpid()):
-                continue  # this sampler
+        now = processes()
+        grew = True
+        while grew:  # the search's process tree, however the snapshot happens to be ordered
+            size = len(ours)
+            ours |= {pid for (pid, _), (parent, _, _) in now.items() if parent in ours}
+            grew = len(ours) > size
+        for key, (_, cmd, seconds) in now.items():
+            if key[0] not in ours:
+                continue
             # the latest name, but an actor's or task's over the ray::IDLE its worker returns to
             if cmd and not (cmd.startswith("ray::IDLE") and names.get(key, "").startswith("ray::")):
                 names[key] = cmd
-            cpu[key] = seconds - (before[key][1] if key in before else 0.0)
+            cpu[key] = seconds
         if done:
             break
         time.sleep(0.1)
