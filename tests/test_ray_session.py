@@ -9,8 +9,10 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -153,11 +155,15 @@ def _refused(env: dict[str, str], tmp: Path) -> tuple[int, str, float]:
 
 def test_a_registered_cluster_that_died_is_one_line_in_seconds(tmp_path: Path) -> None:
     """`ray start` registered a cluster that then died without `ray stop`: its address file stays."""
-    ray_tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"ar-stale-{os.getpid()}"
-    (ray_tmp / "ray").mkdir(parents=True, exist_ok=True)
+    # a short folder of its own, as a real RAY_TMPDIR is (Ray's socket paths must stay short); removed after
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ar-stale-"))
+    (ray_tmp / "ray").mkdir()
     port = free_port()  # nothing listens there
     (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
-    code, err, took = _refused({"RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""}, tmp_path)
+    try:
+        code, err, took = _refused({"RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""}, tmp_path)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert code == 2 and took < 30, (code, took, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
