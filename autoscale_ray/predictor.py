@@ -456,7 +456,7 @@ class Predictor:
         ans = mixlaw_answer(validate(f, "<search: mixing law>", require=["loss", "params"]),
                             params=float(self.target_params), tokens=float(self.target),
                             available=self.available, max_epochs=self.max_epochs, level=self.level,
-                            seed=self.seed, **self._draws("bootstrap"))
+                            seed=self.seed, solve_all=self.solve_all, **self._draws("bootstrap"))
         self._note(held_out_line(ans.fit))
         if ans.fit["bootstrap"] < ans.fit["bootstrap_drawn"]:
             self._note(f"mixing law: {ans.fit['bootstrap_drawn'] - ans.fit['bootstrap']} of "

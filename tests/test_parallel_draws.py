@@ -69,3 +69,56 @@ def test_the_budget_laws_domains_fitted_on_ray_tasks_give_the_same_law(ray_two_c
     assert tasks == list(range(q.shape[1]))
     for name in ("transfer", "a", "b", "e", "k", "residuals"):
         assert np.array_equal(getattr(parallel, name), getattr(in_order, name)), name
+
+
+def _recording(tasks: list[int]):
+    def solve_all(solve, items):  # ray_solve_all, recording the units it was given
+        tasks.extend(items)
+        return ray_solve_all(solve, items)
+    return solve_all
+
+
+def test_the_mixing_laws_fits_on_ray_tasks_give_the_same_laws_and_answer(ray_two_cpus) -> None:
+    """The nested law's per-(mixture, domain) fits and the joint law's per-domain fits on Ray tasks
+    (a mixing-law search's predictor runs them so): bit for bit the laws fitted in order, and the
+    same whole answer (form choice, bootstrap, optimum)."""
+    from dataclasses import asdict
+
+    from autoscale_ray.fits.mixlaw_search import mixlaw_answer
+    from autoscale_ray.laws.mixing_law import fit_joint_law, fit_nested_law
+    from autoscale_ray.runs import validate
+    from test_mixing_law import arrays, synthetic_runs
+
+    frame = synthetic_runs(n_mix=6, per_run=4, noise=0.002)
+    args = arrays(frame)
+    tasks: list[int] = []
+    nested = fit_nested_law(*args, solve_all=_recording(tasks))
+    assert tasks == list(range(6 * 2))  # one unit per (mixture, validation domain)
+    in_order = fit_nested_law(*args)
+    for name in ("mixtures", "E", "A", "B", "alpha", "beta"):
+        assert np.array_equal(getattr(nested, name), getattr(in_order, name)), name
+    tasks.clear()
+    joint = fit_joint_law(*args, solve_all=_recording(tasks))
+    assert tasks == [0, 1]  # one unit per validation domain
+    joint_in_order = fit_joint_law(*args)
+    for name in ("E", "A", "B", "alpha", "beta", "T", "objective"):
+        assert np.array_equal(getattr(joint, name), getattr(joint_in_order, name)), name
+    table = validate(frame.assign(key=frame["run_id"], budget=frame["tokens"].max()), "<synthetic>")
+    kw = dict(params=2e8, tokens=4e9, available=None, max_epochs=1.0, level=0.9, seed=0, bootstrap=4)
+    assert asdict(mixlaw_answer(table, solve_all=ray_solve_all, **kw)) == asdict(mixlaw_answer(table, **kw))
+
+
+def test_a_unit_rejected_on_a_task_raises_its_own_error(ray_two_cpus) -> None:
+    """A fit that rejects its data (BadInput is a ValueError) comes back as None from the tasks;
+    `solve_every` solves it again here so the caller gets the error fitting in order gives."""
+    from autoscale_ray.errors import BadInput
+    from autoscale_ray.laws.noise import solve_every
+
+    def fit(i: int) -> np.ndarray:
+        if i == 2:
+            raise BadInput("unit 2 has too few points", "runs")
+        return np.array([float(i)])
+
+    assert [r[0] for r in solve_every(ray_solve_all, lambda i: np.array([i * 2.0]), 5)] == [0, 2, 4, 6, 8]
+    with pytest.raises(BadInput, match="unit 2 has too few points"):
+        solve_every(ray_solve_all, fit, 4)

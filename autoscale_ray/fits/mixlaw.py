@@ -37,6 +37,7 @@ from autoscale_ray.laws.mixing_law import (FORM_NESTED, JOINT_BLOCKS, MixtureSca
                                            relative_errors, size_holdout)
 from autoscale_ray.laws.mixing_law_shrunk import FORM_SHRUNK, ShrunkLaw, choose_shrinkage
 from autoscale_ray.laws.mixture_optimum import MixtureOptimum, epoch_caps, optimal_mixture
+from autoscale_ray.laws.noise import SolveAll, solve_each
 from autoscale_ray.runs import LOSS_PREFIX, WEIGHT_PREFIX, RunsTable, read_runs
 
 log = logging.getLogger("autoscale_ray")
@@ -116,25 +117,27 @@ def table_data(table: RunsTable, min_tokens: float | None = None) -> MixlawData:
 
 
 def _fit_form(form: str, data: MixlawData, shrinkage: float | None = None,
-              nested: NestedLaw | None = None) -> MixtureScaleLaw:
+              nested: NestedLaw | None = None, solve_all: SolveAll = solve_each) -> MixtureScaleLaw:
     """Fit one form on `data` (`nested`: an already fitted nested law on the same data, reused)."""
     args = (data.weights, data.params, data.tokens, data.losses)
     if form in (FORM_NESTED, FORM_SHRUNK):
-        law = nested if nested is not None else fit_nested_law(*args)
+        law = nested if nested is not None else fit_nested_law(*args, solve_all=solve_all)
         if form == FORM_SHRUNK:
             assert shrinkage is not None
             return ShrunkLaw(law, shrinkage)
         return law
-    return fit_joint_law(*args, form=form)
+    return fit_joint_law(*args, form=form, solve_all=solve_all)
 
 
 def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
-               min_tokens: float | None = None) -> MixlawFit:
+               min_tokens: float | None = None, solve_all: SolveAll = solve_each) -> MixlawFit:
     """Fit each of `forms` without the largest model size, score it by the ARE on that size's
     checkpoints, refit the best on all rows. With one form there is nothing to choose: it is
     fitted on all rows only, except `shrunk`, whose lambda is always chosen on that held-out
     size. The shrunk form's held-out error is at its chosen lambda (it nests the nested form at
-    lambda = 0, so it is never above the nested form's; the two share one nested fit)."""
+    lambda = 0, so it is never above the nested form's; the two share one nested fit). `solve_all`
+    runs each law's independent per-domain fits (laws/noise.py: in order, or in parallel with the
+    same results)."""
     data = table if isinstance(table, MixlawData) else table_data(table, min_tokens)
     for form in forms:
         if form not in FORMS:
@@ -151,14 +154,14 @@ def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
             try:
                 if form in (FORM_NESTED, FORM_SHRUNK) and nested_small is None:
                     nested_small = fit_nested_law(small.weights, small.params, small.tokens,
-                                                  small.losses)
+                                                  small.losses, solve_all=solve_all)
                 if form == FORM_SHRUNK:
                     assert nested_small is not None
                     shrinkage, errors = choose_shrinkage(nested_small, large.weights, large.params,
                                                          large.tokens, large.losses)
                     held[form] = float(errors.min())
                     continue
-                law = _fit_form(form, small, nested=nested_small)
+                law = _fit_form(form, small, nested=nested_small, solve_all=solve_all)
             except BadInput as exc:
                 log.info("form %s left out of the selection: %s", form, exc)
                 continue
@@ -172,13 +175,15 @@ def fit_mixlaw(table: RunsTable | MixlawData, *, forms: Sequence[str] = FORMS,
         raise BadInput("choosing the form (or the shrunk form's lambda) needs runs at >= 3 model "
                        "sizes (2 to fit, the largest to judge)", "runs",
                        "add a model size, or pass one form (--forms joint)")
-    return MixlawFit(_fit_form(chosen, data, shrinkage), chosen, held, held_params, data)
+    return MixlawFit(_fit_form(chosen, data, shrinkage, solve_all=solve_all), chosen, held, held_params, data)
 
 
-def bootstrap_laws(fit: MixlawFit, replicates: int, seed: int = 0) -> list[MixtureScaleLaw]:
-    """Bootstrap replicates of the chosen law: the joint form refitted (from its optimum) with the
-    runs resampled with replacement; the nested (and shrunk) form with its mixtures resampled
-    (each mixture's L(N, D) laws kept, the mixing law refitted on the drawn mixtures)."""
+def bootstrap_laws(fit: MixlawFit, replicates: int, seed: int = 0,
+                   solve_all: SolveAll = solve_each) -> list[MixtureScaleLaw]:
+    """Bootstrap replicates of the chosen law: the joint form refitted (from its optimum, its
+    domains through `solve_all`) with the runs resampled with replacement; the nested (and shrunk)
+    form with its mixtures resampled (each mixture's L(N, D) laws kept, the mixing law refitted on
+    the drawn mixtures)."""
     rng = np.random.default_rng(seed)
     data, law = fit.data, fit.law
     out: list[MixtureScaleLaw] = []
@@ -191,7 +196,8 @@ def bootstrap_laws(fit: MixlawFit, replicates: int, seed: int = 0) -> list[Mixtu
             n_runs = int(data.run.max()) + 1
             counts = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs)).astype(float)
             out.append(fit_joint_law(data.weights, data.params, data.tokens, data.losses,
-                                     form=fit.form, sample_weight=counts[data.run], warm=law))  # type: ignore[arg-type]
+                                     form=fit.form, sample_weight=counts[data.run], warm=law,  # type: ignore[arg-type]
+                                     solve_all=solve_all))
     return out
 
 

@@ -19,7 +19,7 @@ from autoscale_ray.errors import BadInput
 from autoscale_ray.fits.mixlaw import MixlawFit, bootstrap_laws, fit_mixlaw
 from autoscale_ray.laws.epochs import cap_epochs
 from autoscale_ray.laws.mixture_optimum import epoch_caps, optimal_mixture
-from autoscale_ray.laws.noise import percentile_interval, replicate_sd
+from autoscale_ray.laws.noise import SolveAll, percentile_interval, replicate_sd, solve_each
 from autoscale_ray.runs import RunsTable
 
 BOOTSTRAP = 20  # law replicates for the intervals
@@ -43,17 +43,18 @@ class MixlawAnswer:
 
 def mixlaw_answer(table: RunsTable, *, params: float, tokens: float,
                   available: Mapping[str, float] | None, max_epochs: float, level: float,
-                  seed: int = 0, bootstrap: int = BOOTSTRAP) -> MixlawAnswer:
+                  seed: int = 0, bootstrap: int = BOOTSTRAP, solve_all: SolveAll = solve_each) -> MixlawAnswer:
     """The law fitted on `table` (every row at tokens > 0), the mean loss over the validation
-    domains minimised at (params, tokens). Raises BadInput when the runs cannot fit it."""
-    fit = fit_mixlaw(table)
+    domains minimised at (params, tokens). Raises BadInput when the runs cannot fit it. `solve_all`
+    runs the law's independent fits (in order, or in parallel with the same answer)."""
+    fit = fit_mixlaw(table, solve_all=solve_all)
     data = fit.data
     domains, valid = data.domains, data.valid_domains
     e = np.full(len(valid), 1.0 / len(valid))
     avail = np.array([float((available or {}).get(d, np.inf)) for d in domains])
     upper = epoch_caps(tokens, avail, max_epochs) if available else None
     best = fit.optimize(params, tokens, e, upper, seed)
-    boots = bootstrap_laws(fit, bootstrap, seed) if bootstrap >= 2 else []
+    boots = bootstrap_laws(fit, bootstrap, seed, solve_all) if bootstrap >= 2 else []
     w = np.asarray(best.weights, dtype=float)
     interval: dict[str, list[float]] = {}
     expected_interval: dict[str, list[float]] = {}

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike
 from autoscale_ray.errors import BadInput
 from autoscale_ray.laws.loss_law import HUBER_DELTA, fit_loss_law
 from autoscale_ray.laws.multistart import HuberLSEProblem, epoch_grid, multistart_minimize
+from autoscale_ray.laws.noise import SolveAll, solve_each, solve_every
 from scipy.optimize import least_squares
 
 FORM_NESTED = "nested"
@@ -216,10 +217,13 @@ def mixture_groups(weights: np.ndarray, decimals: int = 9) -> tuple[np.ndarray, 
 
 
 def fit_nested_law(weights: ArrayLike, params: ArrayLike, tokens: ArrayLike, losses: ArrayLike, *,
-                   delta: float = HUBER_DELTA, starts: np.ndarray | None = None) -> NestedLaw:
+                   delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
+                   solve_all: SolveAll = solve_each) -> NestedLaw:
     """Fit one L(N, D) = E + A / N^alpha + B / D^beta per (mixture, validation domain) on that
     mixture's checkpoints (`loss_law.fit_loss_law`); mixtures with fewer than 2 model sizes are
-    left out (they cannot inform the size axis). The mixing law is fitted at each asked scale."""
+    left out (they cannot inform the size axis). The mixing law is fitted at each asked scale.
+    `solve_all` runs the independent per-(mixture, domain) fits (laws/noise.py: in order, or in
+    parallel with the same results)."""
     w, L, (N, D) = _check_arrays(weights, losses, params, tokens)
     uniq, group = mixture_groups(w)
     usable = [g for g in range(len(uniq)) if np.unique(N[group == g]).size >= 2]
@@ -227,14 +231,15 @@ def fit_nested_law(weights: ArrayLike, params: ArrayLike, tokens: ArrayLike, los
         raise BadInput(f"the nested law needs >= {w.shape[1] + 2} mixtures trained at >= 2 model "
                        f"sizes, found {len(usable)}", "runs",
                        "train more mixtures at two or more sizes")
-    shape = (len(usable), L.shape[1])
-    E, A, B, alpha, beta = (np.empty(shape) for _ in range(5))
-    for r, g in enumerate(usable):
-        rows = group == g
-        for j in range(L.shape[1]):
-            law = fit_loss_law(L[rows, j], D[rows], N[rows], delta=delta, starts=starts)
-            E[r, j], A[r, j], B[r, j], alpha[r, j], beta[r, j] = (
-                law.E, law.A, law.B, law.alpha, law.beta)
+    J = L.shape[1]
+
+    def fit(unit: int) -> np.ndarray:
+        r, j = divmod(int(unit), J)
+        rows = group == usable[r]
+        law = fit_loss_law(L[rows, j], D[rows], N[rows], delta=delta, starts=starts)
+        return np.array([law.E, law.A, law.B, law.alpha, law.beta])
+
+    E, A, B, alpha, beta = np.stack(solve_every(solve_all, fit, len(usable) * J)).T.reshape(5, len(usable), J)
     return NestedLaw(uniq[usable], E, A, B, alpha, beta, delta)
 
 
@@ -298,12 +303,13 @@ def joint_starts(n_linear: int) -> np.ndarray:
 def fit_joint_law(weights: ArrayLike, params: ArrayLike, tokens: ArrayLike, losses: ArrayLike, *,
                   form: str = "joint", delta: float = HUBER_DELTA,
                   sample_weight: ArrayLike | None = None, warm: JointLaw | None = None,
-                  starts: np.ndarray | None = None) -> JointLaw:
+                  starts: np.ndarray | None = None, solve_all: SolveAll = solve_each) -> JointLaw:
     """Fit a joint law per validation domain j (`JOINT_BLOCKS[form]` says which terms carry the
     mixture), e.g. "joint": L_j = E_j + exp(t_j . w)(A_j / N^alpha_j + B_j / D^beta_j), by minimising
     sum_r Huber_delta(log L_rj - LSE(a_j + t_j . w_r - alpha_j log N_r, b_j + t_j . w_r - beta_j log D_r,
     e_j)) with `multistart_minimize` from `joint_starts` (or `starts`); with `warm` (a bootstrap
-    replicate) from `warm`'s optimum only."""
+    replicate) from `warm`'s optimum only. `solve_all` runs the per-domain fits (laws/noise.py: in
+    order, or in parallel with the same results)."""
     w, L, (N, D) = _check_arrays(weights, losses, params, tokens)
     if form not in JOINT_BLOCKS:
         raise BadInput(f"unknown joint form `{form}`", "form", f"use one of {', '.join(JOINT_BLOCKS)}")
@@ -322,19 +328,22 @@ def fit_joint_law(weights: ArrayLike, params: ArrayLike, tokens: ArrayLike, loss
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     grid = joint_starts(len(blocks) * (m - 1)) if starts is None else np.atleast_2d(starts)
     J = L.shape[1]
-    head = np.empty((J, 5))
-    objective = np.empty(J)
-    T = np.zeros((J, 3, m))
-    for j in range(J):
+
+    def fit(j: int) -> np.ndarray:  # the domain's optimum, then its objective
         problem = HuberLSEProblem(x, np.log(L[:, j]), delta, sw, z, blocks)
         if warm is None:
             best = multistart_minimize(problem, grid)
         else:  # a replicate starts from the full-data optimum alone
             best = multistart_minimize(problem, warm.theta(j)[None, :], screen=1.0,
                                        rounds=((5, 0.0),), n_polish=1)
-        head[j], objective[j] = best.x[:5], best.fun
+        return np.append(best.x, best.fun)
+
+    fitted = np.stack(solve_every(solve_all, fit, J))
+    head, objective = fitted[:, :5], fitted[:, -1]
+    T = np.zeros((J, 3, m))
+    for j in range(J):
         for b, members in enumerate(blocks):
-            t = _full_t(best.x[5 + b * (m - 1):5 + (b + 1) * (m - 1)], ref)
+            t = _full_t(fitted[j, 5 + b * (m - 1):5 + (b + 1) * (m - 1)], ref)
             for member in members:
                 T[j, _SLOT[member]] = t
     a, b_, e, alpha, beta = head.T

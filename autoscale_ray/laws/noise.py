@@ -81,6 +81,18 @@ def solve_each(solve: Callable[[np.ndarray], np.ndarray], redraws: Sequence[np.n
     return out
 
 
+def solve_every(solve_all: SolveAll, solve: Callable[[int], np.ndarray], n: int) -> list[np.ndarray]:
+    """solve(i) for i in 0..n-1 through `solve_all` (in order, or in parallel with the same rows),
+    each unit required: a unit the solver rejected is solved again here, so its ValueError is the
+    one fitting in order would have raised."""
+    rows = solve_all(solve, list(range(n)))
+    for i, row in enumerate(rows):
+        if row is None:
+            solve(i)  # raises the rejected unit's own error
+            raise ValueError(f"unit {i} was rejected in parallel but solved in order")
+    return rows
+
+
 def parametric_draws(solve: Callable[[np.ndarray], np.ndarray], fitted: np.ndarray,
                      sigma: np.ndarray | float, n: int, seed: int = 0,
                      solve_all: SolveAll = solve_each) -> np.ndarray:
