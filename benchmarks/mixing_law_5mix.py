@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -30,18 +30,27 @@ from autoscale_ray.fits.mixlaw import MixlawData, fit_mixlaw, table_data  # noqa
 from autoscale_ray.formatting import format_table  # noqa: E402
 from autoscale_ray.laws.mixture_baselines import (agnostic_predictions,  # noqa: E402
                                                   per_mixture_predictions)
-from autoscale_ray.runs import read_runs, validate  # noqa: E402
+from autoscale_ray.runs import RunsTable, read_runs, validate  # noqa: E402
 
 RUNS = Path(__file__).resolve().parents[1] / "tests" / "data" / "mixinglaws_5mix" / "runs.csv"
 
 
-def load(domains: list[str] | None = None) -> MixlawData:
+def load_table(domains: Sequence[str] | None = None, max_params: float | None = None) -> RunsTable:
+    """The 5Mix runs as a runs table: only `domains`' validation losses (the mean `loss` recomputed
+    over them), only runs below `max_params` parameters."""
     table = read_runs(RUNS, require=("weights", "loss", "params"))
-    if domains:
-        frame = table.frame.drop(columns=[f"loss.{d}" for d in table.loss_domains
-                                          if d not in domains] + ["loss"])
+    if domains or max_params:
+        frame = table.frame
+        if domains:
+            frame = frame.drop(columns=[f"loss.{d}" for d in table.loss_domains if d not in domains] + ["loss"])
+        if max_params:
+            frame = frame[frame["params"] < max_params]
         table = validate(frame, str(RUNS), require=("weights", "loss", "params"))
-    return table_data(table)
+    return table
+
+
+def load(domains: list[str] | None = None) -> MixlawData:
+    return table_data(load_table(domains))
 
 
 def compare(data: MixlawData, train: np.ndarray, test: np.ndarray) -> dict[str, Any]:

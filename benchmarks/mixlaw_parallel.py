@@ -5,12 +5,14 @@ validation domain; each fit depends on its own data alone, so a search's predict
 tasks (`ray_solve_all`, as the bootstraps of the DDO and budget-law fits do). This script fits
 `fits/mixlaw_search.mixlaw_answer` (form choice on the held-out size, the chosen form on all rows, the
 bootstrap, the optimum) on one table twice per repeat in one process on one local Ray: in order (the
-baseline) and on Ray tasks. It prints both times, their ratio and whether the two answers are
+baseline; its seconds inside the independent fits are printed too, the most running them in parallel
+can take off) and on Ray tasks. It prints the times, their ratio and whether the two answers are
 identical (every number of the answer).
 
 Tables: `pile` (Data Mixing Laws' Pile runs of 5 domains, tests/data/mixinglaws_5mix, the runs below
-1B: 26 mixtures at 70M-410M, 3 validation domains) or a runs table (CSV/Parquet) of a finished
-mixing-law search, e.g. `results/x/runs.parquet`, fitted at --params/--tokens.
+1B: 26 mixtures at 70M-410M, the 3 validation domains of the suite's 5Mix tests) or a runs table
+(CSV/Parquet) of a finished mixing-law search, e.g. `results/x/runs.parquet`, fitted at
+--params/--tokens.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/mixlaw_parallel.py [--cpus 2] [--repeats 2]
         [--table pile | RUNS --params 2e6 --tokens 2e5]
@@ -21,38 +23,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable
 
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mixing_law_5mix import load_table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-PILE = ROOT / "tests" / "data" / "mixinglaws_5mix" / "runs.csv"
-PILE_DOMAINS = ("Pile-CC", "Github", "ArXiv")  # the validation domains the suite's 5mix tests use
+from autoscale_ray.fits.mixlaw_search import mixlaw_answer  # noqa: E402
+from autoscale_ray.fits.parallel import ray_solve_all  # noqa: E402
+from autoscale_ray.laws.noise import SolveAll, solve_each  # noqa: E402
+from autoscale_ray.runs import RunsTable, read_runs  # noqa: E402
 
-
-def pile_table(folder: Path) -> Path:
-    frame = pd.read_csv(PILE)
-    keep = [c for c in frame.columns if not c.startswith("loss.")] + [f"loss.{d}" for d in PILE_DOMAINS]
-    path = folder / "pile_small.csv"
-    frame.loc[frame["params"] < 1e9, keep].to_csv(path, index=False)
-    return path
+PILE_DOMAINS = ("Pile-CC", "ArXiv", "Github")
 
 
-def answer(path: Path, params: float, tokens: float, parallel: bool) -> tuple[float, dict]:
-    from dataclasses import asdict
+def timed(solve_all: SolveAll, spent: list[float]) -> SolveAll:
+    """`solve_all`, adding its seconds to spent[0]."""
+    def run(solve: Callable, items: list) -> list:
+        began = time.perf_counter()
+        try:
+            return solve_all(solve, items)
+        finally:
+            spent[0] += time.perf_counter() - began
+    return run
 
-    from autoscale_ray.fits.mixlaw_search import mixlaw_answer
-    from autoscale_ray.fits.parallel import ray_solve_all
-    from autoscale_ray.laws.noise import solve_each
-    from autoscale_ray.runs import read_runs
 
-    table = read_runs(path)
-    started = time.perf_counter()
+def answer(table: RunsTable, params: float, tokens: float, solve_all: SolveAll) -> tuple[float, float, dict[str, Any]]:
+    """Seconds of the whole answer, seconds inside `solve_all`, the answer."""
+    spent = [0.0]
+    began = time.perf_counter()
     ans = mixlaw_answer(table, params=params, tokens=tokens, available=None, max_epochs=1.0, level=0.9,
-                        seed=0, solve_all=ray_solve_all if parallel else solve_each)
-    return time.perf_counter() - started, asdict(ans)
+                        seed=0, solve_all=timed(solve_all, spent))
+    return time.perf_counter() - began, spent[0], asdict(ans)
 
 
 def main() -> None:
@@ -66,18 +70,18 @@ def main() -> None:
     import ray
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = pile_table(Path(tmp)) if args.table == "pile" else Path(args.table)
-        print(f"table {path.name}, {args.cpus} CPUs, target params {args.params:g}, tokens {args.tokens:g}")
-        print(f"{'repeat':>6} {'in order s':>10} {'Ray tasks s':>11} {'ratio':>6} {'identical':>9} {'form':>7}")
-        for i in range(args.repeats):
-            base_s, base = answer(path, args.params, args.tokens, parallel=False)
-            par_s, par = answer(path, args.params, args.tokens, parallel=True)
-            same = json.dumps(base, sort_keys=True) == json.dumps(par, sort_keys=True)
-            print(f"{i:>6} {base_s:>10.1f} {par_s:>11.1f} {base_s / par_s:>6.2f} {str(same):>9} "
-                  f"{base['fit']['form']:>7}")
+    table = load_table(PILE_DOMAINS, max_params=1e9) if args.table == "pile" else read_runs(args.table)
+    print(f"table {args.table}, {args.cpus} CPUs, target params {args.params:g}, tokens {args.tokens:g}")
+    print(f"{'repeat':>6} {'in order s':>10} {'of it in fits s':>15} {'Ray tasks s':>11} {'ratio':>6} "
+          f"{'identical':>9} {'form':>7}")
+    for i in range(args.repeats):
+        base_s, base_fits, base = answer(table, args.params, args.tokens, solve_each)
+        par_s, _, par = answer(table, args.params, args.tokens, ray_solve_all)
+        same = json.dumps(base, sort_keys=True) == json.dumps(par, sort_keys=True)
+        print(f"{i:>6} {base_s:>10.1f} {base_fits:>15.1f} {par_s:>11.1f} {base_s / par_s:>6.2f} {str(same):>9} "
+              f"{base['fit']['form']:>7}")
     ray.shutdown()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
