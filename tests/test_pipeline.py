@@ -18,7 +18,7 @@ import yaml
 from autoscale_ray.config import load_config
 from autoscale_ray.errors import BadInput
 from autoscale_ray.storage import Store
-from autoscale_ray.tuning.layout import read_done
+from autoscale_ray.tuning.layout import DONE, read_done, trained_keys
 from data_fixtures import cli, ray_running  # noqa: F401  (cli: the command in this process)
 from helpers import config_file as config
 
@@ -118,7 +118,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path,
     proc.wait()
     # finished = recorded in done/ by the searcher; a trial can have trained (its `trained` record)
     # and been killed before its result reached the searcher: that one is trained again, rightly
-    finished_before = {json.loads(p.read_text())["key"] for p in (out / "done").iterdir()}
+    finished_before = {json.loads(p.read_text())["key"] for p in (out / DONE).iterdir()}
     assert len(finished_before) >= 5
 
     # the driver was SIGKILLed (a subprocess); the resume runs in this process
@@ -128,7 +128,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path,
     runs = pd.read_parquet(out / "runs.parquet")
     assert runs["key"].nunique() == 2 * (2 * 4 + 1)
     assert not runs.duplicated(["key", "tokens"]).any()  # every trial exactly once
-    trained = [r["key"] for r in Store(str(out)).records("trained")]
+    trained = trained_keys(Store(str(out)))
     again = {k for k in trained if trained.count(k) > 1}
     assert not again & finished_before  # no finished trial trained again
     assert len(again) <= 2  # at most the trials in flight at the kill (2 slots)
